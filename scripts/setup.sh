@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Everything fumidai needs on a fresh Debian 12 machine, as root:
+# Debian packages, the Python venv (.venv) with pinned requirements, podman's
+# project-local configuration and the locally built host image.
+# Re-running is cheap: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> setup: %s\n' "$*"; }
+
+apt_packages=(
+  python3 python3-venv python3-pip make git openssh-client curl
+  podman runc slirp4netns uidmap fuse-overlayfs mmdebstrap
+  iproute2 iptables conntrack
+)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: Python >= 3.11 is needed on the controller ($python is older)" >&2
+  exit 1
+fi
+stamp=.venv/.requirements.sha256
+want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "creating .venv with requirements.txt"
+  "$python" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+step "building the host image (cached)"
+scripts/build-image.sh
+step "done"

@@ -1,0 +1,53 @@
+"""Shared pytest fixtures: a moto server per test session, and a way to run
+the project's real ansible-playbook against it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import moto_local  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory):
+    """A moto server on 127.0.0.1 (free port) for the whole session."""
+    port = moto_local.free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = moto_local.spawn(port, tmp_path_factory.mktemp("moto") / "server.log")
+    try:
+        moto_local.wait_until_up(endpoint)
+        yield endpoint
+    finally:
+        moto_local.stop_pid(proc.pid)
+
+
+@pytest.fixture
+def aws_env(moto_endpoint, monkeypatch):
+    """Environment pointing boto3/amazon.aws at a freshly reset moto server."""
+    req = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(req, timeout=10).close()
+    env = moto_local.environment(moto_endpoint)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def run_playbook(playbook: str, *args: str, env: dict | None = None, check: bool = False,
+                 timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run ansible-playbook from the project root with the project's ansible.cfg."""
+    full_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), playbook, *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
