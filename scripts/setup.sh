@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> setup: %s\n' "$*"; }
 
 apt_packages=(
-  python3 python3-venv python3-pip make git openssh-client curl
+  python3 python3-venv python3-pip make git openssh-client curl ca-certificates
   podman runc slirp4netns uidmap fuse-overlayfs mmdebstrap
   iproute2 iptables conntrack
 )
