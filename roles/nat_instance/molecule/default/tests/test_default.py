@@ -1,0 +1,210 @@
+"""Verify roles/nat_instance on the podman test bed described in vars/testbed.yml.
+
+`host` is the NAT instance (testinfra's podman:// backend, see molecule.yml);
+the client is reached the same way. Every test takes `host` so pytest keeps
+them in file order (testinfra groups tests by that parametrised fixture):
+the restart test must run last.
+"""
+
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+import testinfra
+import yaml
+
+SCENARIO = pathlib.Path(__file__).parents[1]
+TESTBED = yaml.safe_load((SCENARIO / "vars" / "testbed.yml").read_text())
+VPC_CIDR = "10.89.20.0/25"  # molecule.yml host_vars vpc_cidr
+EGRESS = "eth1"  # the outside network carries the default route
+FWD_CHAIN = "FUMIDAI-NAT-FWD"
+POST_CHAIN = "FUMIDAI-NAT-POST"
+SERVER_URL = f"http://{TESTBED['nat_instance_testbed_server_ip']}:{TESTBED['nat_instance_testbed_server_port']}/"
+RULES_SCRIPT = "/usr/local/sbin/fumidai-nat-rules"
+
+NET_SYSCTLS = {
+    "net.ipv4.ip_forward": 1,
+    "net.ipv4.conf.all.send_redirects": 0,
+    "net.ipv4.conf.default.send_redirects": 0,
+    f"net.ipv4.conf.{EGRESS}.send_redirects": 0,
+    "net.ipv4.conf.all.rp_filter": 2,
+    "net.ipv4.conf.default.rp_filter": 2,
+    f"net.ipv4.conf.{EGRESS}.rp_filter": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    return testinfra.get_host(f"podman://{TESTBED['nat_instance_testbed_client_name']}")
+
+
+def rules(host, table):
+    return host.check_output(f"iptables-save -t {table}").splitlines()
+
+
+def fetch_from_client(client, source=None, timeout=3):
+    interface = f"--interface {source} " if source else ""
+    return client.run(f"curl -sS --max-time {timeout} {interface}{SERVER_URL}")
+
+
+def wait_for_egress(client, deadline_s=60):
+    """After a restart the client's ARP entry for the NAT instance is stale;
+    keep trying until it answers (a wait, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        result = fetch_from_client(client)
+        if result.rc == 0 or time.monotonic() > end:
+            return result
+        time.sleep(1)
+
+
+def wait_for_boot(host, deadline_s=120):
+    """Wait until systemd in the restarted container has finished booting."""
+    end = time.monotonic() + deadline_s
+    while True:
+        state = host.run("systemctl is-system-running --wait")
+        if state.stdout.strip() in ("running", "degraded") or time.monotonic() > end:
+            return state.stdout.strip()
+        time.sleep(1)
+
+
+def assert_rules_installed_once(host):
+    filter_rules = rules(host, "filter")
+    nat_rules = rules(host, "nat")
+    assert filter_rules.count(f"-A FORWARD -j {FWD_CHAIN}") == 1
+    assert nat_rules.count(f"-A POSTROUTING -j {POST_CHAIN}") == 1
+    # The role's FORWARD chain: replies, VPC-originated traffic, nothing else.
+    assert [r for r in filter_rules if r.startswith(f"-A {FWD_CHAIN} ")] == [
+        f"-A {FWD_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A {FWD_CHAIN} -m conntrack --ctstate INVALID -j DROP",
+        f"-A {FWD_CHAIN} -s {VPC_CIDR} -o {EGRESS} -j ACCEPT",
+        f"-A {FWD_CHAIN} -j DROP",
+    ]
+    # MASQUERADE only for the VPC, only out of the egress interface.
+    masquerades = [r for r in nat_rules if "MASQUERADE" in r]
+    assert masquerades == [f"-A {POST_CHAIN} -s {VPC_CIDR} -o {EGRESS} -j MASQUERADE"]
+    assert host.run(f"{RULES_SCRIPT} check").rc == 0
+
+
+def assert_sysctls(host):
+    for name, value in NET_SYSCTLS.items():
+        assert host.sysctl(name) == value, name
+
+
+def test_forwarding_sysctls_live_and_persisted(host):
+    assert_sysctls(host)
+    conf = host.file("/etc/sysctl.d/60-fumidai-nat-instance.conf")
+    assert conf.exists
+    assert "net.ipv4.ip_forward=1" in conf.content_string.splitlines()
+    assert "net.ipv4.conf.all.send_redirects=0" in conf.content_string.splitlines()
+
+
+def test_only_net_sysctls_in_role_files(host):
+    for path in ("/etc/sysctl.d/60-fumidai-nat-instance.conf", "/etc/sysctl.d/61-fumidai-nat-conntrack.conf"):
+        keys = [line.split("=")[0].strip() for line in host.file(path).content_string.splitlines() if "=" in line]
+        assert keys
+        assert all(key.startswith("net.") for key in keys), keys
+
+
+def test_conntrack_size_persisted_and_module_loaded_early(host):
+    conf = host.file("/etc/sysctl.d/61-fumidai-nat-conntrack.conf").content_string.splitlines()
+    assert "net.netfilter.nf_conntrack_max=131072" in conf
+    assert "nf_conntrack" in host.file("/etc/modules-load.d/fumidai-nat-instance.conf").content_string.splitlines()
+
+
+def test_rules_present_exactly_once(host):
+    assert_rules_installed_once(host)
+
+
+def test_other_rules_and_policies_untouched(host):
+    filter_rules = rules(host, "filter")
+    assert "-A INPUT -s 192.0.2.1/32 -m comment --comment not-the-nat-role -j DROP" in filter_rules
+    assert ":FORWARD ACCEPT" in " ".join(filter_rules)
+
+
+def test_boot_unit_enabled(host):
+    unit = host.service("fumidai-nat-rules.service")
+    assert unit.is_enabled
+    assert unit.is_running
+
+
+def server_log():
+    return subprocess.run(
+        ["podman", "logs", TESTBED["nat_instance_testbed_server_name"]], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_client_reaches_server_as_the_nat_instance(host, client):
+    result = fetch_from_client(client)
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == TESTBED["nat_instance_testbed_nat_outside_ip"]
+    log = server_log()
+    assert f"peer={TESTBED['nat_instance_testbed_nat_outside_ip']}" in log
+    assert f"peer={TESTBED['nat_instance_testbed_client_ip']}" not in log
+
+
+def test_sources_outside_the_vpc_are_not_forwarded(host, client):
+    result = fetch_from_client(client, source=TESTBED["nat_instance_testbed_client_foreign_ip"])
+    assert result.rc != 0, f"a non-VPC source was forwarded: {result.stdout}"
+    assert f"peer={TESTBED['nat_instance_testbed_client_foreign_ip']}" not in server_log()
+
+
+def test_drift_is_detected_and_reapply_adds_no_duplicates(host):
+    host.check_output(f"iptables -D FORWARD -j {FWD_CHAIN}")
+    assert host.run(f"{RULES_SCRIPT} check").rc == 1
+    host.check_output(f"{RULES_SCRIPT} apply")
+    host.check_output(f"{RULES_SCRIPT} apply")
+    assert_rules_installed_once(host)
+
+
+def run_converge(*extra_args):
+    """Run the scenario's converge playbook again (molecule's inventory and
+    config); stdout and stderr together (ansible-core prints errors on stderr)."""
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml"), *extra_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+def test_bad_cidr_is_refused_before_any_change(host):
+    result = run_converge("-e", '{"nat_instance_vpc_cidrs": ["10.89.20.5/25"]}')
+    assert result.returncode != 0
+    assert "10.89.20.5/25 is not an IPv4 network address" in result.stdout
+    assert "changed=0" in result.stdout
+    assert_rules_installed_once(host)
+
+
+def test_missing_default_route_fails_loudly_before_any_change(host):
+    default_route = host.check_output("ip -4 route show default")
+    assert default_route
+    host.check_output("ip -4 route del default")
+    try:
+        result = run_converge()
+    finally:
+        host.check_output(f"ip -4 route add {default_route}")
+    assert result.returncode != 0
+    assert "has no default IPv4 route" in result.stdout
+    assert "changed=0" in result.stdout
+    assert_rules_installed_once(host)
+
+
+# Last: restarts the NAT container (its network namespace and /proc/sys
+# values are rebuilt; podman sets ip_forward=0 again at start).
+def test_rules_and_sysctls_come_back_after_restart(host, client):
+    subprocess.run(["podman", "restart", TESTBED["nat_instance_testbed_nat_name"]], check=True, capture_output=True)
+    assert wait_for_boot(host) in ("running", "degraded")
+    # Both boot-time restorers ran and succeeded (a read-only conntrack key in
+    # the container must not fail systemd-sysctl).
+    assert host.service("systemd-sysctl.service").is_running
+    assert host.service("fumidai-nat-rules.service").is_running
+    assert_sysctls(host)
+    assert_rules_installed_once(host)
+    result = wait_for_egress(client)
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == TESTBED["nat_instance_testbed_nat_outside_ip"]
