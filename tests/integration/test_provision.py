@@ -1,0 +1,394 @@
+"""playbooks/provision.yml against a moto server: the real ansible-playbook,
+asserted with boto3. One provisioned state (two runs: create, then a second
+run that must change nothing) is shared by every test in this module."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import boto3
+import moto_local
+import pytest
+import yaml
+from conftest import run_playbook
+
+REGION = "ap-northeast-1"
+PROJECT = {"Key": "Project", "Value": "fumidai"}
+ADMIN_CIDR = "192.168.250.0/24"
+VPC_CIDR = "10.0.0.0/16"
+# The default design from inventory/group_vars/all/network.yml.
+SUBNETS = {
+    "public-subnet-1": ("10.0.1.0/24", f"{REGION}a"),
+    "public-subnet-2": ("10.0.2.0/24", f"{REGION}c"),
+    "private-subnet-1": ("10.0.11.0/24", f"{REGION}a"),
+    "private-subnet-2": ("10.0.12.0/24", f"{REGION}c"),
+}
+PRIVATE_CIDRS = {"10.0.11.0/24", "10.0.12.0/24"}
+INSTANCES = {  # Name: (Role, subnet Name)
+    "bastion": ("bastion", "public-subnet-1"),
+    "nat-instance": ("nat", "public-subnet-2"),
+    "web01": ("web", "private-subnet-1"),
+    "web02": ("web", "private-subnet-2"),
+}
+NEWEST_DEBIAN_AMI = "ami-0a1b2c3d4e5f60718"  # scripts/moto_amis.json: newest debian-12-amd64-*
+PROJECT_FILTER = [{"Name": "tag:Project", "Values": ["fumidai"]}]
+RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+# --- helpers (shared in spirit with the other provisioning tests) -----------
+
+def reset_moto(endpoint: str) -> None:
+    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(req, timeout=10).close()
+
+
+def recap(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    match = RECAP.search(proc.stdout)
+    assert match, f"no PLAY RECAP for localhost:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True))
+
+
+def make_key(directory: Path) -> Path:
+    key = directory / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fumidai-test", "-f", str(key)], check=True)
+    return key.with_suffix(".pub")
+
+
+def tags(resource: dict) -> dict:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
+
+
+# --- the provisioned state --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def state(moto_endpoint, tmp_path_factory):
+    """Provision twice on a fresh moto; keep both runs and the clients."""
+    reset_moto(moto_endpoint)
+    tmp = tmp_path_factory.mktemp("provision")
+    pub = make_key(tmp)
+    outputs = tmp / "outputs.yml"
+    env = {**moto_local.environment(moto_endpoint), "FUMIDAI_OUTPUTS_FILE": str(outputs)}
+    extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR], "ssh_public_key_path": str(pub)})]
+    first = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
+    second = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    clients = {name: session.client(name, endpoint_url=moto_endpoint) for name in ("ec2", "elbv2")}
+    return {"first": first, "second": second, "outputs": outputs, "pub": pub, **clients}
+
+
+@pytest.fixture(scope="module")
+def ec2(state):
+    return state["ec2"]
+
+
+@pytest.fixture(scope="module")
+def vpc(ec2):
+    vpcs = ec2.describe_vpcs(Filters=PROJECT_FILTER)["Vpcs"]
+    assert len(vpcs) == 1
+    return vpcs[0]
+
+
+@pytest.fixture(scope="module")
+def subnets(ec2, vpc):
+    found = ec2.describe_subnets(Filters=PROJECT_FILTER)["Subnets"]
+    return {tags(s)["Name"]: s for s in found}
+
+
+@pytest.fixture(scope="module")
+def instances(ec2):
+    reservations = ec2.describe_instances(
+        Filters=PROJECT_FILTER + [{"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+    found = [i for r in reservations for i in r["Instances"]]
+    by_name = {tags(i)["Name"]: i for i in found}
+    assert len(by_name) == len(found), "two instances share a Name"
+    return by_name
+
+
+@pytest.fixture(scope="module")
+def groups(ec2, vpc):
+    found = ec2.describe_security_groups(Filters=PROJECT_FILTER)["SecurityGroups"]
+    return {g["GroupName"]: g for g in found}
+
+
+@pytest.fixture(scope="module")
+def route_tables(ec2):
+    found = ec2.describe_route_tables(Filters=PROJECT_FILTER)["RouteTables"]
+    return {tags(t)["Name"]: t for t in found}
+
+
+@pytest.fixture(scope="module")
+def eips(ec2):
+    return {tags(a)["Name"]: a for a in ec2.describe_addresses(Filters=PROJECT_FILTER)["Addresses"]}
+
+
+@pytest.fixture(scope="module")
+def alb(state):
+    lbs = [lb for lb in state["elbv2"].describe_load_balancers()["LoadBalancers"]
+           if lb["LoadBalancerName"] == "fumidai-alb"]
+    assert len(lbs) == 1
+    return lbs[0]
+
+
+@pytest.fixture(scope="module")
+def target_group(state):
+    tgs = state["elbv2"].describe_target_groups(Names=["fumidai-web"])["TargetGroups"]
+    assert len(tgs) == 1
+    return tgs[0]
+
+
+# --- runs ---------------------------------------------------------------------
+
+def test_first_run_creates_and_second_run_changes_nothing(state):
+    first, second = recap(state["first"]), recap(state["second"])
+    assert first["failed"] == 0 and first["changed"] > 0
+    assert second == {**second, "changed": 0, "failed": 0, "unreachable": 0}, state["second"].stdout[-4000:]
+
+
+def test_image_is_the_newest_debian_12(state, instances):
+    assert {i["ImageId"] for i in instances.values()} == {NEWEST_DEBIAN_AMI}
+
+
+# --- network ------------------------------------------------------------------
+
+def test_vpc_cidr_dns_and_tags(ec2, vpc):
+    assert vpc["CidrBlock"] == VPC_CIDR
+    assert tags(vpc) == {"Project": "fumidai", "Name": "fumidai-vpc"}
+    for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+        assert ec2.describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute=attribute)[key]["Value"] is True
+
+
+def test_four_subnets_with_cidr_az_and_no_auto_public_ip(vpc, subnets):
+    assert set(subnets) == set(SUBNETS)
+    for name, (cidr, zone) in SUBNETS.items():
+        subnet = subnets[name]
+        assert (subnet["VpcId"], subnet["CidrBlock"], subnet["AvailabilityZone"]) == (vpc["VpcId"], cidr, zone)
+        assert subnet["MapPublicIpOnLaunch"] is False
+        assert tags(subnet)["Project"] == "fumidai"
+
+
+def test_internet_gateway_attached_and_tagged(ec2, vpc):
+    igws = ec2.describe_internet_gateways(Filters=PROJECT_FILTER)["InternetGateways"]
+    assert len(igws) == 1
+    assert [a["VpcId"] for a in igws[0]["Attachments"]] == [vpc["VpcId"]]
+    assert tags(igws[0]) == {"Project": "fumidai", "Name": "fumidai-igw"}
+
+
+def test_nat_gateway_in_public_subnet_1_with_tagged_eip(ec2, subnets, eips):
+    gateways = ec2.describe_nat_gateways(Filters=PROJECT_FILTER)["NatGateways"]
+    assert len(gateways) == 1
+    gateway = gateways[0]
+    assert gateway["SubnetId"] == subnets["public-subnet-1"]["SubnetId"]
+    assert gateway["State"] == "available"
+    assert tags(gateway) == {"Project": "fumidai", "Name": "fumidai-nat-gateway"}
+    allocations = [a["AllocationId"] for a in gateway["NatGatewayAddresses"]]
+    assert allocations == [eips["fumidai-nat-gateway-eip"]["AllocationId"]]
+
+
+def test_exactly_two_eips_bastion_one_associated(eips, instances):
+    assert set(eips) == {"fumidai-nat-gateway-eip", "fumidai-bastion-eip"}
+    assert eips["fumidai-bastion-eip"]["InstanceId"] == instances["bastion"]["InstanceId"]
+    assert instances["bastion"]["PublicIpAddress"] == eips["fumidai-bastion-eip"]["PublicIp"]
+
+
+def default_route(table: dict) -> dict:
+    routes = [r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+    assert len(routes) == 1, table["Routes"]
+    return routes[0]
+
+
+def associated_subnets(table: dict) -> set[str]:
+    return {a["SubnetId"] for a in table["Associations"] if a.get("SubnetId")}
+
+
+def test_public_route_table_to_internet_gateway(ec2, route_tables, subnets):
+    table = route_tables["fumidai-public"]
+    igw = ec2.describe_internet_gateways(Filters=PROJECT_FILTER)["InternetGateways"][0]["InternetGatewayId"]
+    assert default_route(table)["GatewayId"] == igw
+    assert associated_subnets(table) == {subnets["public-subnet-1"]["SubnetId"], subnets["public-subnet-2"]["SubnetId"]}
+
+
+def test_private_subnet_1_routes_through_nat_gateway(ec2, route_tables, subnets):
+    table = route_tables["fumidai-private-subnet-1"]
+    gateway = ec2.describe_nat_gateways(Filters=PROJECT_FILTER)["NatGateways"][0]["NatGatewayId"]
+    assert default_route(table)["NatGatewayId"] == gateway
+    assert associated_subnets(table) == {subnets["private-subnet-1"]["SubnetId"]}
+
+
+def test_private_subnet_2_routes_through_nat_instance(route_tables, subnets, instances):
+    table = route_tables["fumidai-private-subnet-2"]
+    assert default_route(table)["InstanceId"] == instances["nat-instance"]["InstanceId"]
+    assert associated_subnets(table) == {subnets["private-subnet-2"]["SubnetId"]}
+
+
+def test_only_the_three_route_tables(route_tables):
+    assert set(route_tables) == {"fumidai-public", "fumidai-private-subnet-1", "fumidai-private-subnet-2"}
+
+
+# --- security groups ----------------------------------------------------------
+
+def ingress(group: dict) -> set[tuple]:
+    """Each ingress permission as (protocol, from, to, source) with source a CIDR or a group ID."""
+    rules = set()
+    for perm in group["IpPermissions"]:
+        key = (perm["IpProtocol"], perm.get("FromPort"), perm.get("ToPort"))
+        rules |= {(*key, r["CidrIp"]) for r in perm.get("IpRanges", [])}
+        rules |= {(*key, r["CidrIpv6"]) for r in perm.get("Ipv6Ranges", [])}
+        rules |= {(*key, p["GroupId"]) for p in perm.get("UserIdGroupPairs", [])}
+    return rules
+
+
+def test_security_groups_are_the_four_tiers(groups, vpc):
+    assert set(groups) == {"fumidai-bastion", "fumidai-alb", "fumidai-web", "fumidai-nat"}
+    for name, group in groups.items():
+        assert group["VpcId"] == vpc["VpcId"]
+        assert tags(group) == {"Project": "fumidai", "Name": name}
+
+
+def test_bastion_allows_ssh_from_admin_cidrs_only(groups):
+    assert ingress(groups["fumidai-bastion"]) == {("tcp", 22, 22, ADMIN_CIDR)}
+
+
+def test_alb_allows_http_from_internet_only(groups):
+    # No certificate given: no 443.
+    assert ingress(groups["fumidai-alb"]) == {("tcp", 80, 80, "0.0.0.0/0")}
+
+
+def test_web_allows_http_from_alb_and_ssh_from_bastion_by_reference(groups):
+    assert ingress(groups["fumidai-web"]) == {
+        ("tcp", 80, 80, groups["fumidai-alb"]["GroupId"]),
+        ("tcp", 22, 22, groups["fumidai-bastion"]["GroupId"]),
+    }
+
+
+def test_nat_allows_private_subnets_and_ssh_only_from_bastion(groups):
+    assert ingress(groups["fumidai-nat"]) == {
+        *{("-1", None, None, cidr) for cidr in PRIVATE_CIDRS},
+        ("tcp", 22, 22, groups["fumidai-bastion"]["GroupId"]),
+    }
+
+
+def test_egress_is_the_aws_default_all_out(groups):
+    for group in groups.values():
+        assert [(p["IpProtocol"], [r["CidrIp"] for r in p.get("IpRanges", [])]) for p in group["IpPermissionsEgress"]] \
+            == [("-1", ["0.0.0.0/0"])]
+
+
+# --- instances ----------------------------------------------------------------
+
+def test_four_instances_with_name_role_project_tags(instances):
+    assert set(instances) == set(INSTANCES)
+    for name, (role, _subnet) in INSTANCES.items():
+        assert tags(instances[name]) == {"Name": name, "Role": role, "Project": "fumidai"}
+
+
+def test_instances_in_their_subnets_with_their_groups_and_key(instances, subnets, groups):
+    group_of = {"bastion": "fumidai-bastion", "nat": "fumidai-nat", "web": "fumidai-web"}
+    for name, (role, subnet) in INSTANCES.items():
+        instance = instances[name]
+        assert instance["SubnetId"] == subnets[subnet]["SubnetId"]
+        assert [g["GroupId"] for g in instance["SecurityGroups"]] == [groups[group_of[role]]["GroupId"]]
+        assert instance["KeyName"] == "fumidai"
+        assert instance["InstanceType"] == "t3.micro"
+
+
+def test_imdsv2_required_everywhere(instances):
+    for instance in instances.values():
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["MetadataOptions"]["HttpEndpoint"] == "enabled"
+
+
+def test_root_volumes_encrypted(ec2, instances):
+    for name, instance in instances.items():
+        volume_ids = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
+        assert volume_ids, name
+        for volume in ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"]:
+            assert volume["Encrypted"] is True, name
+
+
+def test_private_hosts_have_no_public_ip(instances):
+    for name in ("web01", "web02"):
+        assert not instances[name].get("PublicIpAddress"), name
+
+
+def test_nat_instance_source_dest_check_off_and_public_ip(ec2, instances):
+    nat = instances["nat-instance"]
+    attribute = ec2.describe_instance_attribute(InstanceId=nat["InstanceId"], Attribute="sourceDestCheck")
+    assert attribute["SourceDestCheck"]["Value"] is False
+    assert nat.get("PublicIpAddress")
+    bastion = ec2.describe_instance_attribute(InstanceId=instances["bastion"]["InstanceId"],
+                                              Attribute="sourceDestCheck")
+    assert bastion["SourceDestCheck"]["Value"] is True
+
+
+def test_key_pair_imported_from_the_public_key(ec2, state):
+    pairs = ec2.describe_key_pairs(Filters=PROJECT_FILTER)["KeyPairs"]
+    assert [p["KeyName"] for p in pairs] == ["fumidai"]
+    material = ec2.describe_key_pairs(KeyNames=["fumidai"], IncludePublicKey=True)["KeyPairs"][0]["PublicKey"]
+    assert material.split()[:2] == state["pub"].read_text().split()[:2]
+
+
+# --- load balancer ------------------------------------------------------------
+
+def test_alb_internet_facing_across_both_public_subnets(alb, subnets, groups):
+    assert alb["Scheme"] == "internet-facing"
+    assert alb["Type"] == "application"
+    assert {z["SubnetId"] for z in alb["AvailabilityZones"]} == {
+        subnets["public-subnet-1"]["SubnetId"], subnets["public-subnet-2"]["SubnetId"]}
+    assert alb["SecurityGroups"] == [groups["fumidai-alb"]["GroupId"]]
+
+
+def test_alb_tagged(state, alb):
+    described = state["elbv2"].describe_tags(ResourceArns=[alb["LoadBalancerArn"]])["TagDescriptions"][0]
+    assert tags(described) == {"Project": "fumidai", "Name": "fumidai-alb"}
+
+
+def test_http_listener_forwards_to_target_group(state, alb, target_group):
+    listeners = state["elbv2"].describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+    assert [(lst["Protocol"], lst["Port"]) for lst in listeners] == [("HTTP", 80)]
+    actions = listeners[0]["DefaultActions"]
+    assert [(a["Type"], a["TargetGroupArn"]) for a in actions] == [("forward", target_group["TargetGroupArn"])]
+
+
+def test_target_group_health_check(target_group, vpc):
+    assert (target_group["Protocol"], target_group["Port"], target_group["VpcId"]) == ("HTTP", 80, vpc["VpcId"])
+    assert target_group["HealthCheckPath"] == "/healthz"
+    assert target_group["HealthCheckProtocol"] == "HTTP"
+    assert target_group["TargetType"] == "instance"
+
+
+def test_web_instances_registered_as_targets(state, target_group, instances):
+    health = state["elbv2"].describe_target_health(TargetGroupArn=target_group["TargetGroupArn"])
+    registered = {(d["Target"]["Id"], d["Target"]["Port"]) for d in health["TargetHealthDescriptions"]}
+    assert registered == {(instances["web01"]["InstanceId"], 80), (instances["web02"]["InstanceId"], 80)}
+
+
+def test_target_group_tagged(state, target_group):
+    described = state["elbv2"].describe_tags(ResourceArns=[target_group["TargetGroupArn"]])["TagDescriptions"][0]
+    assert tags(described) == {"Project": "fumidai", "Name": "fumidai-web"}
+
+
+# --- outputs ------------------------------------------------------------------
+
+def test_outputs_file_matches_what_exists(state, instances, alb, eips, vpc, subnets):
+    outputs = yaml.safe_load(state["outputs"].read_text())
+    assert outputs["bastion"] == {
+        "instance_id": instances["bastion"]["InstanceId"],
+        "public_ip": eips["fumidai-bastion-eip"]["PublicIp"],
+        "private_ip": instances["bastion"]["PrivateIpAddress"],
+    }
+    assert outputs["alb"]["dns_name"] == alb["DNSName"]
+    assert outputs["nat_instance"]["instance_id"] == instances["nat-instance"]["InstanceId"]
+    assert {w["name"]: (w["instance_id"], w["private_ip"]) for w in outputs["web"]} == {
+        name: (instances[name]["InstanceId"], instances[name]["PrivateIpAddress"]) for name in ("web01", "web02")}
+    assert outputs["vpc_id"] == vpc["VpcId"]
+    assert outputs["subnet_ids"] == {name: s["SubnetId"] for name, s in subnets.items()}
+    assert outputs["ssh_user"] == "admin"
+
+
+def test_outputs_printed(state):
+    assert "dns_name: fumidai-alb" in state["second"].stdout
+    assert str(state["outputs"]) in state["second"].stdout
