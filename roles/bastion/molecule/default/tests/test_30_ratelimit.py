@@ -1,0 +1,83 @@
+"""DHEat rate limit: the role's own chain, admins exempt, others limited."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import ADMIN_CIDRS, ip_of
+
+BASTION = ip_of("bastion")
+CHAIN = "BASTION-SSH-RATELIMIT"
+BURST = 10
+ATTEMPTS = 30
+
+
+def chain_counters(host) -> dict[str, int]:
+    """Packet counters of the chain's rules, keyed by target (RETURN / DROP)."""
+    out = host.check_output(f"iptables -w -L {CHAIN} -n -v -x")
+    counters: dict[str, int] = {}
+    for line in out.splitlines()[2:]:
+        fields = line.split()
+        counters[fields[2]] = counters.get(fields[2], 0) + int(fields[0])
+    return counters
+
+
+def test_chain_hooked_once_at_the_top_of_input(bastion):
+    rules = bastion.check_output("iptables -w -S INPUT").splitlines()
+    hooks = [r for r in rules if r.endswith(f"-j {CHAIN}")]
+    assert len(hooks) == 1
+    assert "--dport 22" in hooks[0] and "--ctstate NEW" in hooks[0]
+    # Only fail2ban may sit above it (it inserts its own jump at the top too).
+    above = rules[1 : rules.index(hooks[0])]
+    assert all("f2b-" in r for r in above), above
+
+
+def test_foreign_input_rules_are_kept(bastion):
+    # prepare.yml's stand-in for the lab's security-group rules.
+    assert "lab-security-group" in bastion.check_output("iptables -w -S INPUT")
+
+
+def test_admin_cidrs_return_before_the_limit(bastion):
+    rules = bastion.check_output(f"iptables -w -S {CHAIN}").splitlines()[1:]
+    returns = [r for r in rules if r.endswith("-j RETURN")]
+    assert [r.split("-s ")[1].split()[0] for r in returns] == ADMIN_CIDRS
+    assert "hashlimit" in rules[-1] and rules[-1].endswith("-j DROP")
+
+
+def test_ipv6_chain_present(bastion):
+    assert f"-j {CHAIN}" in bastion.check_output("ip6tables -w -S INPUT")
+
+
+def test_persisted_by_the_roles_own_unit(bastion):
+    unit = bastion.service("bastion-ssh-ratelimit")
+    assert unit.is_enabled
+    assert bastion.run("/usr/local/sbin/bastion-ssh-ratelimit check").rc == 0
+
+
+def test_non_admin_burst_is_limited(private, bastion):
+    before = chain_counters(bastion).get("DROP", 0)
+    script = f"for i in $(seq {ATTEMPTS}); do (nc -z -w 3 {BASTION} 22 && echo ok || echo dropped) & done; wait"
+    outcomes = private.check_output(script).split()
+    assert len(outcomes) == ATTEMPTS
+    assert outcomes.count("ok") <= BURST + 2  # burst plus what the 1/s rate refills meanwhile
+    assert outcomes.count("dropped") >= ATTEMPTS - BURST - 2
+    assert chain_counters(bastion)["DROP"] > before
+
+
+def test_admin_burst_is_not_limited(bastion):
+    before = chain_counters(bastion)
+
+    def connect(_: int) -> bool:
+        try:
+            with socket.create_connection((BASTION, 22), timeout=5):
+                return True
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=ATTEMPTS) as pool:
+        results = list(pool.map(connect, range(ATTEMPTS)))
+    assert all(results)
+    after = chain_counters(bastion)
+    assert after["RETURN"] - before["RETURN"] >= ATTEMPTS
+    assert after["DROP"] == before["DROP"]
