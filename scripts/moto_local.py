@@ -16,6 +16,7 @@ playbooks knows it is talking to moto.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -55,9 +56,9 @@ def wait_until_up(endpoint: str, timeout: float = 30.0) -> None:
         try:
             with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
                 return
-        except OSError:
+        except OSError as err:
             if time.monotonic() > deadline:
-                raise SystemExit(f"moto server at {endpoint} did not answer within {timeout:.0f}s")
+                raise SystemExit(f"moto server at {endpoint} did not answer within {timeout:.0f}s") from err
             time.sleep(0.2)
 
 
@@ -110,10 +111,8 @@ def stop_pid(pid: int) -> None:
         except OSError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def cmd_stop(_args) -> int:

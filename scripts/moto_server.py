@@ -59,10 +59,30 @@ def add_seed_amis(path: Path = SEED_AMIS) -> None:
     amis.AMIS.extend(ami for ami in seeds if ami["ami_id"] not in known)
 
 
+def fix_volume_snapshot_id() -> None:
+    """Report SnapshotId "" for volumes not made from a snapshot, as AWS does.
+
+    moto leaves the key out, and amazon.aws.ec2_vol_info (used by the audit)
+    then fails with KeyError 'snapshot_id' on every root volume that
+    provisioning creates.
+    """
+    from moto.ec2.models.elastic_block_store import Volume
+
+    original_init = Volume.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self.snapshot_id is None:
+            self.snapshot_id = ""
+
+    Volume.__init__ = __init__
+
+
 def apply_fixes() -> None:
     """Fixes for moto behaviour that differs from AWS in ways amazon.aws notices."""
     fix_describe_tags_resource_types()
     add_seed_amis()
+    fix_volume_snapshot_id()
 
 
 def main() -> None:
