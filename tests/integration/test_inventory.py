@@ -1,0 +1,232 @@
+"""bastion_ec2 end to end.
+
+1. After playbooks/provision.yml against the moto server, `ansible-inventory --list` shows the project's
+   hosts in the right groups, with the hop on the private ones.
+2. The hop against real sshd (podman containers on podman's default network 10.88.0.0/16): a bastion at
+   Debian's default MaxStartups 10:30:100 and twenty private hosts behind it. Twenty parallel cold hops
+   must cost exactly one bastion login; the bastion's own Ansible connection must reuse that master; a
+   person's `ssh -F .cache/ssh_config web01` must arrive through the bastion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from conftest import ROOT, run_playbook
+
+VENV_BIN = Path(sys.executable).parent
+IMAGE = "localhost/fumidai-debian12:latest"
+NETWORK_CIDR = "10.88.0.0/16"  # podman's default network
+BASTION_IP = "10.88.201.10"
+TARGET_IPS = [f"10.88.202.{n}" for n in range(11, 33)]  # 22 private hosts, served by one container
+
+
+def ansible_env(**extra: str) -> dict:
+    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_INVENTORY_CACHE": "false", "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **extra}
+
+
+def plain(value):
+    """ansible-inventory writes values that are not trusted as templates as {"__ansible_unsafe": ...}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def inventory_list(env: dict) -> dict:
+    proc = subprocess.run([str(VENV_BIN / "ansible-inventory"), "--list"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return plain(json.loads(proc.stdout))
+
+
+def members(listing: dict, group: str) -> set[str]:
+    return set(listing.get(group, {}).get("hosts", []))
+
+
+# --------------------------------------------------------------------------- 1. after provisioning
+def test_inventory_after_provision(aws_env, tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    extra = json.dumps({"admin_cidrs": ["192.0.2.0/24"], "ssh_public_key_path": f"{key}.pub"})
+    run_playbook("playbooks/provision.yml", "-e", extra, env={"ANSIBLE_INVENTORY_CACHE": "false"}, check=True)
+
+    listing = inventory_list(ansible_env(**aws_env))
+    hostvars = listing["_meta"]["hostvars"]
+    assert set(hostvars) == {"bastion", "nat-instance", "web01", "web02"}
+    assert members(listing, "public") == {"bastion", "nat-instance"}
+    assert members(listing, "private") == {"web01", "web02"}
+    assert members(listing, "role_bastion") == {"bastion"}
+    assert members(listing, "role_nat") == {"nat-instance"}
+    assert members(listing, "role_web") == {"web01", "web02"}
+    assert members(listing, "subnet_public_subnet_1") == {"bastion"}
+    assert members(listing, "subnet_public_subnet_2") == {"nat-instance"}
+    assert members(listing, "subnet_private_subnet_1") == {"web01"}
+    assert members(listing, "subnet_private_subnet_2") == {"web02"}
+    assert members(listing, "vpc_fumidai_vpc") == set(hostvars)
+    assert members(listing, "az_ap_northeast_1a") == {"bastion", "web01"}
+    assert members(listing, "az_ap_northeast_1c") == {"nat-instance", "web02"}
+
+    bastion = hostvars["bastion"]
+    assert bastion["ansible_host"] == bastion["public_ip_address"]
+    for name in ("web01", "web02"):
+        web = hostvars[name]
+        assert web["ansible_host"] == web["private_ip_address"]
+        proxy = web["ansible_ssh_common_args"]
+        assert proxy.startswith("-o 'ProxyCommand=") and proxy.endswith(f" admin@{bastion['ansible_host']} %h %p'")
+        assert bastion["ansible_control_path"] in proxy
+        assert web["bastion"]["instance_id"] == bastion["instance_id"]
+    assert "ansible_ssh_common_args" not in hostvars["nat-instance"]
+
+
+# --------------------------------------------------------------------------- 2. the hop, on real sshd
+def podman_env() -> dict:
+    """The environment scripts/podman-env.sh sets (project containers.conf and storage)."""
+    dump = subprocess.run(["bash", "-c", f". {ROOT / 'scripts' / 'podman-env.sh'} && env -0"],
+                          capture_output=True, check=True).stdout.decode()
+    return dict(item.split("=", 1) for item in dump.split("\0") if "=" in item)
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True, check=check,
+                          timeout=180)
+
+
+def sshd_command(pubkey_line: str, extra: str, setup: str = "") -> str:
+    return (f"{setup} ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
+            "install -d -o admin -g admin -m 700 /home/admin/.ssh && "
+            f"echo '{pubkey_line}' > /home/admin/.ssh/authorized_keys && "
+            "chown admin:admin /home/admin/.ssh/authorized_keys && "
+            f"exec /usr/sbin/sshd -D -e -o LogLevel=INFO {extra}")
+
+
+@pytest.fixture
+def sshd_lab(tmp_path):
+    """A bastion (MaxStartups 10:30:100) and one container answering on 22 private IPs, which accepts
+    SSH only from the bastion. Removed afterwards."""
+    subprocess.run(["ip", "route", "replace", "prohibit", NETWORK_CIDR, "metric", "4000"], check=False)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    pubkey = (tmp_path / "id_ed25519.pub").read_text().strip()
+    tag = uuid.uuid4().hex[:6]
+    bastion, target = f"fumidai-inv-bastion-{tag}", f"fumidai-inv-target-{tag}"
+    add_ips = " ".join(f"ip addr add {ip}/16 dev eth0 &&" for ip in TARGET_IPS)
+    try:
+        podman("run", "-d", "--name", bastion, "--network", "podman", "--ip", BASTION_IP, IMAGE, "sh", "-c",
+               sshd_command(pubkey, "-o MaxStartups=10:30:100 -o AllowTcpForwarding=yes"))
+        podman("run", "-d", "--name", target, "--network", "podman", "--ip", "10.88.202.10",
+               "--cap-add", "NET_ADMIN", IMAGE, "sh", "-c",
+               # One sshd stands in for 22 hosts: lift its MaxStartups so only the bastion's limit is tested.
+               sshd_command(pubkey, f"-o AllowUsers=admin@{BASTION_IP} -o MaxStartups=200:30:400", setup=add_ips))
+        wait_for_sshd(bastion, target)
+        yield {"key": key, "bastion": bastion, "target": target}
+    finally:
+        podman("rm", "-f", "-t", "0", bastion, target, check=False)
+
+
+def wait_for_sshd(*containers: str, timeout: float = 60) -> None:
+    """Host keys are generated at start: wait until every sshd listens."""
+    deadline = time.monotonic() + timeout
+    for container in containers:
+        while "Server listening on 0.0.0.0 port 22" not in podman("logs", container).stderr:
+            assert time.monotonic() < deadline, f"sshd in {container} did not start"
+            time.sleep(0.5)
+
+
+def bastion_logins(container: str) -> int:
+    return podman("logs", container).stderr.count("Accepted publickey for admin")
+
+
+def build_lab_topology() -> None:
+    """moto's view of the containers: a VPC on podman's network, the bastion in a public subnet, the
+    private hosts in a subnet that uses the VPC's main table (local route only)."""
+    ec2 = boto3.client("ec2")
+    tags = [{"Key": "Project", "Value": "fumidai"}]
+    vpc = ec2.create_vpc(CidrBlock=NETWORK_CIDR,
+                         TagSpecifications=[{"ResourceType": "vpc",
+                                             "Tags": [*tags, {"Key": "Name", "Value": "hop-vpc"}]}])["Vpc"]["VpcId"]
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.88.201.0/24")["Subnet"]["SubnetId"]
+    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.88.202.0/24")["Subnet"]["SubnetId"]
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    ec2.associate_route_table(RouteTableId=table, SubnetId=public)
+
+    def launch(subnet, ip, name, role, public_ip=False):
+        ec2.run_instances(ImageId="ami-0fumidai0test0", MinCount=1, MaxCount=1, NetworkInterfaces=[
+            {"DeviceIndex": 0, "SubnetId": subnet, "PrivateIpAddress": ip, "AssociatePublicIpAddress": public_ip}],
+            TagSpecifications=[{"ResourceType": "instance",
+                                "Tags": [*tags, {"Key": "Name", "Value": name}, {"Key": "Role", "Value": role}]}])
+
+    launch(public, BASTION_IP, "bastion", "bastion", public_ip=True)
+    for number, ip in enumerate(TARGET_IPS, start=1):
+        launch(private, ip, f"web{number:02d}", "web")
+
+
+def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path):
+    build_lab_topology()
+    # A short socket directory: unix socket paths are limited to ~104 bytes.
+    control_dir = tempfile.mkdtemp(prefix="fh", dir="/tmp")
+    # Throwaway host keys: keep them out of the user's known_hosts.
+    env = ansible_env(**aws_env, FUMIDAI_BASTION_ADDRESS="private_ip", FUMIDAI_SSH_PRIVATE_KEY=str(sshd_lab["key"]),
+                      ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir, ANSIBLE_HOST_KEY_CHECKING="false",
+                      ANSIBLE_SSH_EXTRA_ARGS="-o UserKnownHostsFile=/dev/null")
+    try:
+        listing = inventory_list(env)
+        assert len(members(listing, "role_web")) == len(TARGET_IPS)
+        assert members(listing, "private") == members(listing, "role_web")
+
+        # Cold start: no master yet, every private host connects at once (forks > hosts), nothing first.
+        proc = subprocess.run([str(VENV_BIN / "ansible"), "role_web", "-m", "ansible.builtin.ping",
+                               "-f", str(len(TARGET_IPS) + 5), "-o"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.count("SUCCESS") == len(TARGET_IPS), proc.stdout
+        assert bastion_logins(sshd_lab["bastion"]) == 1
+
+        # The bastion's own Ansible connection rides the same master: still one login.
+        proc = subprocess.run([str(VENV_BIN / "ansible"), "role_bastion", "-m", "ansible.builtin.ping", "-o"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+        assert bastion_logins(sshd_lab["bastion"]) == 1
+
+        # The private hosts really are behind the bastion: a direct login is refused.
+        direct = subprocess.run(["ssh", "-i", str(sshd_lab["key"]), "-o", "BatchMode=yes", "-o",
+                                 "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                 "-o", "ConnectTimeout=10", f"admin@{TARGET_IPS[0]}", "true"],
+                                capture_output=True, text=True, timeout=60)
+        assert direct.returncode == 255
+
+        # A person's ssh -F goes through the bastion too.
+        config = tmp_path / "ssh_config"
+        run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}",
+                     "-e", "ssh_config_strict_host_key_checking=no", "-e", "ssh_config_known_hosts_file=/dev/null",
+                     "-e", "ssh_config_control_persist=5s",
+                     env={k: v for k, v in env.items() if k not in ("PATH",)}, check=True)
+        person = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web01",
+                                 "echo $SSH_CONNECTION"], capture_output=True, text=True, timeout=120)
+        assert person.returncode == 0, person.stderr
+        assert person.stdout.split()[0] == BASTION_IP  # the target saw the bastion as its client
+        assert person.stdout.split()[2] == TARGET_IPS[0]
+        subprocess.run(["ssh", "-F", str(config), "-O", "exit", "bastion"], capture_output=True, timeout=30)
+    finally:
+        for socket_file in Path(control_dir).glob("fumidai-hop-*"):
+            if socket_file.suffix not in (".lock", ".failed"):
+                subprocess.run(["ssh", "-o", f"ControlPath={socket_file}", "-O", "exit", "x"],
+                               capture_output=True, timeout=30)
+        shutil.rmtree(control_dir, ignore_errors=True)

@@ -1,0 +1,626 @@
+"""bastion_ec2 against moto in-process (mock_aws), on several VPC topologies built with boto3.
+
+The plugin runs exactly as Ansible runs it (loaded by the inventory plugin loader, parsing a
+*.bastion_ec2.yml file into InventoryData); the assertions are on groups, ansible_host and the exact
+ProxyCommand of each host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from ansible.errors import AnsibleError
+from ansible.inventory.data import InventoryData
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import inventory_loader
+from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
+
+ROOT = Path(__file__).resolve().parents[2]
+HOP = ROOT / "scripts" / "bastion_hop.py"
+REGION = "ap-northeast-1"
+inventory_loader.add_directory(str(ROOT / "plugins" / "inventory"))
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+@pytest.fixture
+def aws(monkeypatch):
+    """In-process moto with dummy credentials; nothing from the caller's environment leaks in."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE", "FUMIDAI_BASTION_ADDRESS",
+                 "FUMIDAI_BASTION_USER", "FUMIDAI_SSH_PRIVATE_KEY", "ANSIBLE_PRIVATE_KEY_FILE",
+                 "FUMIDAI_BASTION_MULTIPLEX", "FUMIDAI_BASTION_HOST_KEY_CHECKING", "FUMIDAI_PROJECT",
+                 "FUMIDAI_PROXY_PUBLIC_HOSTS", "ANSIBLE_SSH_CONTROL_PATH_DIR", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # moto's ~1300 stock AMIs take seconds to load per test and are not needed.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    with mock_aws():
+        yield Topology(boto3.client("ec2", region_name=REGION))
+
+
+class Recorder:
+    """Stands in for the plugin's Display: keeps warnings (Display itself de-duplicates them per process)."""
+
+    def __init__(self):
+        self.warnings: list[str] = []
+
+    def warning(self, msg, *args, **kwargs):
+        self.warnings.append(msg)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class Result:
+    def __init__(self, data: InventoryData, warnings: list[str]):
+        self.data = data
+        self.warnings = warnings
+
+    def group(self, name: str) -> set[str]:
+        return {h.name for h in self.data.groups[name].get_hosts()} if name in self.data.groups else set()
+
+    def vars(self, host: str) -> dict:
+        return self.data.hosts[host].get_vars()
+
+    @property
+    def hosts(self) -> set[str]:
+        return set(self.data.hosts)
+
+
+def run_inventory(tmp_path: Path, refresh: bool = False, **config) -> Result:
+    config.setdefault("control_path_dir", str(tmp_path / "cp"))
+    config.setdefault("bastion_host_key_checking", "no")
+    path = tmp_path / "test.bastion_ec2.yml"
+    path.write_text(yaml.safe_dump({"plugin": "bastion_ec2", **config}))
+    plugin = inventory_loader.get("bastion_ec2")
+    recorder = Recorder()
+    plugin.display = recorder
+    assert plugin.verify_file(str(path))
+    data = InventoryData()
+    plugin.parse(data, DataLoader(), str(path), cache=not refresh)
+    if hasattr(plugin, "_cache"):  # loaded only when caching is configured
+        plugin.update_cache_if_changed()  # what InventoryManager does after parse
+    data.reconcile_inventory()
+    return Result(data, recorder.warnings)
+
+
+def control_path(tmp_path: Path, address: str, user: str = "admin", port: int = 22) -> str:
+    digest = hashlib.sha1(f"{user}@{address}:{port}".encode()).hexdigest()[:12]
+    return f"{tmp_path}/cp/fumidai-hop-{digest}"
+
+
+def expected_proxy(tmp_path: Path, bastion_address: str, key: str | None = None) -> str:
+    key_words = f" --identity {key}" if key else ""
+    return (f"-o 'ProxyCommand={sys.executable} {HOP} --control-path {control_path(tmp_path, bastion_address)}"
+            f" --persist 60s --port 22{key_words} --option StrictHostKeyChecking=no"
+            f" --option UserKnownHostsFile=/dev/null admin@{bastion_address} %h %p'")
+
+
+def ssh_argv(common_args: str, target_host: str, target_port: int = 22) -> list[str]:
+    """What the ProxyCommand really executes: Ansible shlex-splits the common args, ssh expands its
+    %-tokens for the target, then sh -c splits the command into argv."""
+    words = shlex.split(common_args)
+    assert words[0] == "-o" and words[1].startswith("ProxyCommand=") and len(words) == 2
+    command, expanded, i = words[1][len("ProxyCommand="):], "", 0
+    while i < len(command):
+        if command[i] == "%":
+            token = command[i + 1]
+            expanded += {"%": "%", "h": target_host, "p": str(target_port)}[token]
+            i += 2
+        else:
+            expanded += command[i]
+            i += 1
+    return shlex.split(expanded)
+
+
+class Topology:
+    """Builds VPCs the way the project's provisioning does, with boto3."""
+
+    def __init__(self, ec2):
+        self.ec2 = ec2
+        self.ami = "ami-0fumidai0test0"
+
+    @staticmethod
+    def tags(name: str | None, project: str | None = "fumidai", **extra) -> list[dict]:
+        tags = {"Name": name, "Project": project, **extra}
+        return [{"Key": k, "Value": v} for k, v in tags.items() if v is not None]
+
+    def tag(self, resource_id: str, name: str) -> None:
+        self.ec2.create_tags(Resources=[resource_id], Tags=self.tags(name))
+
+    def vpc(self, name: str | None, cidr: str) -> str:
+        vpc_id = self.ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+        if name:
+            self.tag(vpc_id, name)
+        return vpc_id
+
+    def subnet(self, vpc_id: str, name: str | None, cidr: str, zone: str = "a") -> str:
+        subnet_id = self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr,
+                                           AvailabilityZone=REGION + zone)["Subnet"]["SubnetId"]
+        if name:
+            self.tag(subnet_id, name)
+        return subnet_id
+
+    def igw(self, vpc_id: str) -> str:
+        igw_id = self.ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        self.ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
+        return igw_id
+
+    def route_table(self, vpc_id: str, subnets: list[str], **default_route) -> str:
+        table_id = self.ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+        if default_route:
+            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", **default_route)
+        for subnet_id in subnets:
+            self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+        return table_id
+
+    def main_table(self, vpc_id: str) -> str:
+        tables = self.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                         {"Name": "association.main", "Values": ["true"]}])
+        return tables["RouteTables"][0]["RouteTableId"]
+
+    def instance(self, subnet_id: str, name: str | None, role: str | None = None, public: bool = False,
+                 project: str | None = "fumidai") -> dict:
+        extra = {"Role": role} if role else {}
+        vpc_id = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["VpcId"]
+        group = self.ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                           {"Name": "group-name", "Values": ["default"]}])
+        inst = self.ec2.run_instances(
+            ImageId=self.ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "AssociatePublicIpAddress": public,
+                                "Groups": [group["SecurityGroups"][0]["GroupId"]]}],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": self.tags(name, project, **extra)}],
+        )["Instances"][0]
+        return {"id": inst["InstanceId"], "private": inst["PrivateIpAddress"],
+                "public": inst.get("PublicIpAddress"), "subnet": subnet_id}
+
+    def project(self, name: str = "fumidai-vpc", cidr_prefix: str = "10.0", suffix: str = "") -> dict:
+        """The project's own shape: 2 public + 2 private subnets, IGW, NAT gateway and NAT instance routes."""
+        vpc_id = self.vpc(name, f"{cidr_prefix}.0.0/16")
+        pub1 = self.subnet(vpc_id, "public-subnet-1", f"{cidr_prefix}.1.0/24", "a")
+        pub2 = self.subnet(vpc_id, "public-subnet-2", f"{cidr_prefix}.2.0/24", "c")
+        priv1 = self.subnet(vpc_id, "private-subnet-1", f"{cidr_prefix}.11.0/24", "a")
+        priv2 = self.subnet(vpc_id, "private-subnet-2", f"{cidr_prefix}.12.0/24", "c")
+        igw_id = self.igw(vpc_id)
+        self.route_table(vpc_id, [pub1, pub2], GatewayId=igw_id)
+        eip = self.ec2.allocate_address(Domain="vpc")["AllocationId"]
+        natgw = self.ec2.create_nat_gateway(SubnetId=pub1, AllocationId=eip)["NatGateway"]["NatGatewayId"]
+        self.route_table(vpc_id, [priv1], NatGatewayId=natgw)
+        hosts = {
+            "bastion": self.instance(pub1, "bastion" + suffix, "bastion", public=True),
+            "nat-instance": self.instance(pub2, "nat-instance" + suffix, "nat", public=True),
+            "web01": self.instance(priv1, "web01" + suffix, "web"),
+            "web02": self.instance(priv2, "web02" + suffix, "web"),
+        }
+        self.route_table(vpc_id, [priv2], InstanceId=hosts["nat-instance"]["id"])
+        return {"vpc": vpc_id, "hosts": hosts}
+
+
+# --------------------------------------------------------------------------- topologies
+def test_project_topology_groups_hosts_and_hops(aws, tmp_path):
+    project = aws.project()
+    hosts = project["hosts"]
+    bastion_ip = hosts["bastion"]["public"]
+    result = run_inventory(tmp_path)
+
+    assert result.hosts == {"bastion", "nat-instance", "web01", "web02"}
+    assert result.group("public") == {"bastion", "nat-instance"}
+    assert result.group("private") == {"web01", "web02"}
+    assert result.group("subnet_public_subnet_1") == {"bastion"}
+    assert result.group("subnet_public_subnet_2") == {"nat-instance"}
+    assert result.group("subnet_private_subnet_1") == {"web01"}
+    assert result.group("subnet_private_subnet_2") == {"web02"}
+    assert result.group("role_bastion") == {"bastion"}
+    assert result.group("role_nat") == {"nat-instance"}
+    assert result.group("role_web") == {"web01", "web02"}
+    assert result.group("az_ap_northeast_1a") == {"bastion", "web01"}
+    assert result.group("az_ap_northeast_1c") == {"nat-instance", "web02"}
+    assert result.group("vpc_fumidai_vpc") == {"bastion", "nat-instance", "web01", "web02"}
+    assert result.warnings == []
+
+    bastion = result.vars("bastion")
+    assert bastion["ansible_host"] == bastion_ip
+    assert bastion["ansible_user"] == "admin"
+    # The bastion's own connection uses the hop's socket, so pinging it first opens the shared master.
+    assert bastion["ansible_control_path"] == control_path(tmp_path, bastion_ip)
+    assert "ansible_ssh_common_args" not in bastion
+    nat = result.vars("nat-instance")
+    assert nat["ansible_host"] == hosts["nat-instance"]["public"]
+    assert "ansible_ssh_common_args" not in nat
+
+    for name in ("web01", "web02"):
+        web = result.vars(name)
+        assert web["ansible_host"] == hosts[name]["private"]
+        assert web["ansible_ssh_common_args"] == expected_proxy(tmp_path, bastion_ip)
+        assert web["bastion"] == {"name": "bastion", "instance_id": hosts["bastion"]["id"],
+                                  "address": bastion_ip, "user": "admin", "port": 22}
+        assert ssh_argv(web["ansible_ssh_common_args"], web["ansible_host"])[-3:] == [
+            f"admin@{bastion_ip}", hosts[name]["private"], "22"]
+
+    web01 = result.vars("web01")
+    assert web01["instance_id"] == hosts["web01"]["id"]
+    assert web01["instance_type"] == "t3.micro"
+    assert web01["private_ip_address"] == hosts["web01"]["private"]
+    assert web01["public_ip_address"] is None
+    assert web01["subnet_id"] == hosts["web01"]["subnet"]
+    assert web01["subnet_name"] == "private-subnet-1"
+    assert web01["vpc_id"] == project["vpc"]
+    assert web01["vpc_name"] == "fumidai-vpc"
+    assert web01["availability_zone"] == "ap-northeast-1a"
+    assert web01["state"] == "running"
+    assert web01["image_id"] == aws.ami
+    assert web01["ec2_tags"] == {"Name": "web01", "Project": "fumidai", "Role": "web"}
+    assert web01["security_groups"] == [{"group_id": web01["security_groups"][0]["group_id"], "group_name": "default"}]
+    assert web01["security_groups"][0]["group_id"].startswith("sg-")
+    assert web01["region"] == REGION
+    json.dumps(web01)  # every fact is plain data (cacheable, printable by ansible-inventory)
+
+
+def test_private_ip_mode_uses_private_addresses_everywhere(aws, tmp_path, monkeypatch):
+    hosts = aws.project()["hosts"]
+    monkeypatch.setenv("FUMIDAI_BASTION_ADDRESS", "private_ip")
+    result = run_inventory(tmp_path)
+    bastion_ip = hosts["bastion"]["private"]
+    assert result.vars("bastion")["ansible_host"] == bastion_ip
+    assert result.vars("bastion")["ansible_control_path"] == control_path(tmp_path, bastion_ip)
+    # On the VPN the NAT instance is reached on its private IP, directly; moto's public IPs are never used.
+    assert result.vars("nat-instance")["ansible_host"] == hosts["nat-instance"]["private"]
+    assert "ansible_ssh_common_args" not in result.vars("nat-instance")
+    for name in ("web01", "web02"):
+        assert result.vars(name)["ansible_host"] == hosts[name]["private"]
+        assert result.vars(name)["ansible_ssh_common_args"] == expected_proxy(tmp_path, bastion_ip)
+
+
+def test_two_vpcs_each_hop_through_their_own_bastion(aws, tmp_path):
+    first = aws.project("fumidai-vpc", "10.0")["hosts"]
+    second = aws.project("fumidai-dr", "10.1", suffix="-dr")["hosts"]
+    result = run_inventory(tmp_path)
+    assert result.group("vpc_fumidai_vpc") == {"bastion", "nat-instance", "web01", "web02"}
+    assert result.group("vpc_fumidai_dr") == {"bastion-dr", "nat-instance-dr", "web01-dr", "web02-dr"}
+    assert result.group("role_bastion") == {"bastion", "bastion-dr"}
+    assert result.group("private") == {"web01", "web02", "web01-dr", "web02-dr"}
+    for suffix, hosts in (("", first), ("-dr", second)):
+        for name in ("web01", "web02"):
+            assert result.vars(name + suffix)["ansible_ssh_common_args"] == \
+                expected_proxy(tmp_path, hosts["bastion"]["public"])
+    assert first["bastion"]["public"] != second["bastion"]["public"]
+    assert result.warnings == []
+
+
+def test_vpc_without_bastion_lists_hosts_without_proxy_and_warns(aws, tmp_path):
+    aws.project()
+    lonely = aws.vpc("lonely-vpc", "10.2.0.0/16")
+    subnet = aws.subnet(lonely, "lonely-private", "10.2.1.0/24")
+    app = aws.instance(subnet, "app01", "web")
+    result = run_inventory(tmp_path)
+    assert "app01" in result.group("private")
+    assert "app01" in result.group("vpc_lonely_vpc")
+    assert result.vars("app01")["ansible_host"] == app["private"]
+    assert "ansible_ssh_common_args" not in result.vars("app01")
+    assert "bastion" not in result.vars("app01")
+    assert len(result.warnings) == 1
+    assert lonely in result.warnings[0] and "lonely-vpc" in result.warnings[0]
+    assert "ansible_ssh_common_args" in result.vars("web01")  # the other VPC is unaffected
+
+
+def test_stopped_instances_are_excluded_by_default(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    aws.ec2.stop_instances(InstanceIds=[hosts["web02"]["id"]])
+    assert "web02" not in run_inventory(tmp_path).hosts
+    # Dropping the default state filter lists it again, stopped.
+    result = run_inventory(tmp_path, filters={"instance-state-name": None})
+    assert "web02" in result.hosts
+    assert result.vars("web02")["state"] == "stopped"
+
+
+def test_other_projects_are_filtered_out_server_side(aws, tmp_path):
+    aws.project()
+    subnet = aws.ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    aws.instance(subnet, "someone-else", project="other")
+    aws.instance(subnet, "untagged", project=None)
+    assert run_inventory(tmp_path).hosts == {"bastion", "nat-instance", "web01", "web02"}
+    assert "someone-else" in run_inventory(tmp_path, project_tag_value="other").hosts
+
+
+def test_public_and_private_are_decided_by_route_tables_not_names(aws, tmp_path):
+    vpc_id = aws.vpc("routes-vpc", "10.3.0.0/16")
+    igw_id = aws.igw(vpc_id)
+    # Named "private" but explicitly associated with an IGW table: public.
+    explicit_public = aws.subnet(vpc_id, "private-looking", "10.3.1.0/24")
+    aws.route_table(vpc_id, [explicit_public], GatewayId=igw_id)
+    # No association: governed by the main table, which only has the local route -> private.
+    by_main = aws.subnet(vpc_id, "public-looking", "10.3.2.0/24")
+    bastion = aws.instance(explicit_public, "jump", "bastion", public=True)
+    aws.instance(by_main, "db01", "db")
+    result = run_inventory(tmp_path)
+    assert result.group("public") == {"jump"}
+    assert result.group("private") == {"db01"}
+    assert result.vars("db01")["ansible_ssh_common_args"] == expected_proxy(tmp_path, bastion["public"])
+
+    # Once the main table routes 0.0.0.0/0 to the IGW, the unassociated subnet is public.
+    aws.ec2.create_route(RouteTableId=aws.main_table(vpc_id), DestinationCidrBlock="0.0.0.0/0", GatewayId=igw_id)
+    result = run_inventory(tmp_path)
+    assert result.group("public") == {"jump", "db01"}
+    assert "subnet_public_looking" in result.data.groups
+
+
+def test_public_host_without_public_ip_goes_through_the_bastion(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    subnet = hosts["bastion"]["subnet"]
+    quiet = aws.instance(subnet, "quiet", "web", public=False)
+    result = run_inventory(tmp_path)
+    assert "quiet" in result.group("public")
+    assert result.vars("quiet")["ansible_host"] == quiet["private"]
+    assert result.vars("quiet")["ansible_ssh_common_args"] == expected_proxy(tmp_path, hosts["bastion"]["public"])
+
+
+def test_duplicate_and_missing_names(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    subnet = hosts["web01"]["subnet"]
+    twin = aws.instance(subnet, "web01", "web")
+    nameless = aws.instance(subnet, None, "web")
+    result = run_inventory(tmp_path)
+    first, second = sorted([hosts["web01"]["id"], twin["id"]])
+    assert f"web01_{first}" in result.hosts and f"web01_{second}" in result.hosts
+    assert "web01" not in result.hosts
+    assert nameless["id"] in result.hosts
+    assert result.group("role_web") == {f"web01_{first}", f"web01_{second}", "web02", nameless["id"]}
+    assert len(result.warnings) == 1 and "web01" in result.warnings[0] and twin["id"] in result.warnings[0]
+    # Stable: the same names on the next run, whatever order EC2 lists them in.
+    assert run_inventory(tmp_path).hosts == result.hosts
+
+
+def test_filters_that_leave_out_the_bastion_still_hop_through_it(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    result = run_inventory(tmp_path, filters={"tag:Role": "web"})
+    assert result.hosts == {"web01", "web02"}
+    assert result.vars("web01")["ansible_ssh_common_args"] == expected_proxy(tmp_path, hosts["bastion"]["public"])
+
+
+# --------------------------------------------------------------------------- quoting and options
+def test_quoting_survives_spaces_quotes_and_percent_signs(aws, tmp_path):
+    aws.project()
+    key = str(tmp_path / "keys dir" / "it's 100%_key")
+    cp_dir = tmp_path / "control dir %r"
+    result = run_inventory(tmp_path, private_key_file=key, control_path_dir=str(cp_dir), bastion_user="ops user")
+    web = result.vars("web01")
+    argv = ssh_argv(web["ansible_ssh_common_args"], web["ansible_host"])
+    bastion = result.vars("bastion")
+    assert argv[:2] == [sys.executable, str(HOP)]
+    assert argv[argv.index("--identity") + 1] == key
+    control = argv[argv.index("--control-path") + 1]
+    assert control.startswith(str(cp_dir) + "/fumidai-hop-")
+    assert argv[-3:] == [f"ops user@{bastion['ansible_host']}", web["ansible_host"], "22"]
+    assert web["ansible_ssh_private_key_file"] == key
+    assert bastion["ansible_ssh_private_key_file"] == key
+    assert bastion["ansible_user"] == "ops user"
+    # Ansible %-formats ansible_control_path and ssh expands it again: % is written %%%% to stay literal.
+    assert bastion["ansible_control_path"] == control.replace("%", "%%%%")
+
+
+def test_without_multiplexing_the_hop_is_plain_ssh(aws, tmp_path, monkeypatch):
+    hosts = aws.project()["hosts"]
+    monkeypatch.setenv("FUMIDAI_BASTION_MULTIPLEX", "false")
+    result = run_inventory(tmp_path, bastion_host_key_checking="accept-new", bastion_port=2222)
+    bastion_ip = hosts["bastion"]["public"]
+    assert result.vars("web01")["ansible_ssh_common_args"] == (
+        "-o 'ProxyCommand=ssh -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+        f"-W '\"'\"'[%h]:%p'\"'\"' admin@{bastion_ip}'")
+    argv = ssh_argv(result.vars("web01")["ansible_ssh_common_args"], "10.0.11.9")
+    assert argv == ["ssh", "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+                    "-W", "[10.0.11.9]:22", f"admin@{bastion_ip}"]
+    assert result.vars("bastion")["ansible_port"] == 2222
+
+
+def test_host_key_checking_follows_ansible_setting_by_default(aws, tmp_path, monkeypatch):
+    aws.project()
+    plugin_module = sys.modules[type(inventory_loader.get("bastion_ec2")).__module__]
+    monkeypatch.setattr(plugin_module.C, "HOST_KEY_CHECKING", True)
+    result = run_inventory(tmp_path, bastion_host_key_checking=None)
+    argv = ssh_argv(result.vars("web01")["ansible_ssh_common_args"], "10.0.11.9")
+    assert argv[argv.index("--option") + 1] == "StrictHostKeyChecking=accept-new"
+    assert "UserKnownHostsFile=/dev/null" not in argv
+
+
+def test_proxy_public_hosts_sends_the_nat_instance_through_the_bastion(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    result = run_inventory(tmp_path, proxy_public_hosts=True)
+    nat = result.vars("nat-instance")
+    assert nat["ansible_host"] == hosts["nat-instance"]["private"]
+    assert nat["ansible_ssh_common_args"] == expected_proxy(tmp_path, hosts["bastion"]["public"])
+    assert "ansible_ssh_common_args" not in result.vars("bastion")
+
+
+def test_constructable_options_apply_after_the_builtin_groups(aws, tmp_path):
+    aws.project()
+    result = run_inventory(
+        tmp_path,
+        compose={"tier_label": "subnet_name ~ '-' ~ ec2_tags.Role"},
+        groups={"hopped": "ansible_ssh_common_args is defined"},
+        keyed_groups=[{"key": "instance_type", "prefix": "type"}],
+    )
+    assert result.vars("web01")["tier_label"] == "private-subnet-1-web"
+    assert result.group("hopped") == {"web01", "web02"}
+    assert result.group("type_t3_micro") == {"bastion", "nat-instance", "web01", "web02"}
+
+
+def test_hostnames_option(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    result = run_inventory(tmp_path, hostnames=["private-ip-address"])
+    assert result.hosts == {h["private"] for h in hosts.values()}
+    with pytest.raises(AnsibleError, match="unknown hostnames entry 'nonsense'"):
+        run_inventory(tmp_path, hostnames=["nonsense"])
+
+
+def test_verify_file_accepts_only_bastion_ec2_files(tmp_path):
+    plugin = inventory_loader.get("bastion_ec2")
+    for name, ok in (("aws.bastion_ec2.yml", True), ("x.bastion_ec2.yaml", True), ("bastion_ec2.yml", True),
+                     ("aws_ec2.yml", False), ("hosts.yml", False)):
+        (tmp_path / name).write_text("plugin: bastion_ec2\n")
+        assert plugin.verify_file(str(tmp_path / name)) is ok, name
+
+
+# --------------------------------------------------------------------------- cache
+def test_cached_run_makes_no_aws_calls(aws, tmp_path, monkeypatch):
+    aws.project()
+    cache = {"cache": True, "cache_plugin": "jsonfile",
+             "cache_connection": str(tmp_path / "cache"), "cache_timeout": 600}
+    fresh = run_inventory(tmp_path, **cache)
+    plugin_class = type(inventory_loader.get("bastion_ec2"))
+
+    def no_aws(*args, **kwargs):
+        raise AssertionError("a cached run must not call AWS")
+
+    monkeypatch.setattr(plugin_class, "_fetch", no_aws)
+    cached = run_inventory(tmp_path, **cache)
+    assert cached.hosts == fresh.hosts
+    for host in fresh.hosts:
+        assert cached.vars(host) == fresh.vars(host)
+    # refresh (ansible-inventory --flush-cache, meta: refresh_inventory) goes back to AWS
+    with pytest.raises(AssertionError, match="cached run"):
+        run_inventory(tmp_path, refresh=True, **cache)
+
+
+# --------------------------------------------------------------------------- errors
+def test_unknown_region_is_one_clear_error(aws, tmp_path):
+    with pytest.raises(AnsibleError, match=r"unknown region 'xx-nowhere-9'"):
+        run_inventory(tmp_path, regions=["xx-nowhere-9"])
+    with pytest.raises(AnsibleError, match=r"unknown region 'Tokyo': not a region name"):
+        run_inventory(tmp_path, regions=["Tokyo"])
+
+
+def test_region_resolution(aws, tmp_path, monkeypatch):
+    aws.project()
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(AnsibleError, match="no region configured"):
+        run_inventory(tmp_path)
+    assert "web01" in run_inventory(tmp_path, fallback_region=REGION).hosts
+    # AWS_REGION wins over the fallback (as in amazon.aws modules): an empty region, no hosts.
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert run_inventory(tmp_path, fallback_region=REGION).hosts == set()
+
+
+def test_endpoint_down_names_the_endpoint(aws, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.raises(AnsibleError) as err:
+        run_inventory(tmp_path, endpoint_url=endpoint, retries=1)
+    assert f"cannot reach the EC2 endpoint {endpoint} for region {REGION}" in str(err.value)
+
+
+@set_initial_no_auth_action_count(0)
+def test_bad_credentials_and_missing_permission(aws, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
+    with pytest.raises(AnsibleError, match=r"bad AWS credentials for region ap-northeast-1 .*AuthFailure"):
+        run_inventory(tmp_path)
+
+
+def test_missing_permission_names_the_action(tmp_path, monkeypatch):
+    @set_initial_no_auth_action_count(2)
+    @mock_aws
+    def scenario():
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        monkeypatch.setenv("AWS_REGION", REGION)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(AnsibleError, match=r"missing permission ec2:Describe\w+ in region ap-northeast-1"):
+            run_inventory(tmp_path)
+
+    scenario()
+
+
+def _inject(monkeypatch, decide):
+    """Make some EC2 calls answer with an error, the rest reach moto."""
+    import boto3.session
+    from botocore.awsrequest import AWSResponse
+
+    original = boto3.session.Session.client
+
+    def client(self, *args, **kwargs):
+        made = original(self, *args, **kwargs)
+        region = kwargs.get("region_name")
+
+        def before_send(request, **_):
+            code = decide(region, request)
+            if code:
+                body = (f"<Response><Errors><Error><Code>{code}</Code><Message>injected</Message></Error></Errors>"
+                        "<RequestID>x</RequestID></Response>").encode()
+                return AWSResponse(request.url, 400, {}, _Raw(body))
+            return None
+
+        made.meta.events.register_first("before-send.ec2", before_send)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_):
+        yield self.body
+
+
+def test_throttling_is_retried(aws, tmp_path, monkeypatch):
+    aws.project()
+    seen = []
+
+    def throttle_first_two(region, request):
+        body = request.body or b""
+        if b"DescribeInstances" in (body if isinstance(body, bytes) else body.encode()) and len(seen) < 2:
+            seen.append(1)
+            return "RequestLimitExceeded"
+        return None
+
+    _inject(monkeypatch, throttle_first_two)
+    result = run_inventory(tmp_path)
+    assert len(seen) == 2
+    assert result.hosts == {"bastion", "nat-instance", "web01", "web02"}
+
+
+def test_a_failing_region_is_an_error_unless_skipped(aws, tmp_path, monkeypatch):
+    aws.project()
+    _inject(monkeypatch, lambda region, request: "UnauthorizedOperation" if region == "us-east-1" else None)
+    with pytest.raises(AnsibleError, match=r"missing permission ec2:Describe\w+ in region us-east-1"):
+        run_inventory(tmp_path, regions=[REGION, "us-east-1"])
+    result = run_inventory(tmp_path, regions=[REGION, "us-east-1"], skip_failed_regions=True)
+    assert result.hosts == {"bastion", "nat-instance", "web01", "web02"}
+    assert len(result.warnings) == 1 and "skipping region us-east-1" in result.warnings[0]
+
+
+def test_ansible_doc_documents_the_plugin():
+    import subprocess
+
+    env = {**__import__("os").environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-t", "inventory", "--json",
+                           "bastion_ec2"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    doc = json.loads(proc.stdout)["bastion_ec2"]
+    options = doc["doc"]["options"]
+    for option in ("regions", "endpoint_url", "aws_profile", "filters", "hostnames", "bastion_tags",
+                   "bastion_address", "bastion_user", "private_key_file", "multiplex", "skip_failed_regions",
+                   "compose", "keyed_groups", "cache", "cache_plugin", "cache_timeout", "strict"):
+        assert option in options, option
+    assert options["bastion_address"]["choices"] == ["public_ip", "private_ip"]
+    assert "plugin: bastion_ec2" in doc["examples"]

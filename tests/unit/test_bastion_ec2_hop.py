@@ -1,0 +1,91 @@
+"""scripts/bastion_hop.py, the ProxyCommand wrapper, with a fake ssh that records what it is asked to do:
+parallel cold hops open the bastion master exactly once, and a failing bastion is tried once, not once
+per queued hop. (The same against real sshd: tests/integration/test_inventory.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOP = ROOT / "scripts" / "bastion_hop.py"
+
+FAKE_SSH = r'''#!/usr/bin/env python3
+import json, os, sys, time
+args = sys.argv[1:]
+log = os.environ["FAKE_SSH_LOG"]
+control = next(a.split("=", 1)[1] for a in args if a.startswith("ControlPath="))
+with open(log, "a") as f:
+    f.write(json.dumps(args) + "\n")
+if "-O" in args:                      # ssh -O check: is the master there?
+    sys.exit(0 if os.path.exists(control) else 255)
+if "ControlMaster=yes" in args:       # ssh -M -N -f: open the master
+    time.sleep(1)                     # authentication takes a while: the other hops queue meanwhile
+    if os.environ.get("FAKE_SSH_FAIL"):
+        sys.stderr.write("ssh: connect to host 192.0.2.1 port 22: Connection refused\n")
+        sys.exit(255)
+    open(control, "w").close()
+    sys.exit(0)
+print("forwarded", args[args.index("-W") + 1])   # ssh -W through the master
+'''
+
+
+def run_hops(tmp_path: Path, count: int, fail: bool = False) -> tuple[list[subprocess.CompletedProcess], list]:
+    fake = tmp_path / "ssh"
+    fake.write_text(FAKE_SSH)
+    fake.chmod(0o755)
+    log = tmp_path / "ssh.log"
+    control = tmp_path / "cp dir" / "fumidai-hop-abc"
+    env = {"FAKE_SSH_LOG": str(log), "PATH": "/usr/bin:/bin", **({"FAKE_SSH_FAIL": "1"} if fail else {})}
+    procs = [subprocess.Popen([sys.executable, str(HOP), "--ssh", str(fake), "--control-path", str(control),
+                               "--persist", "30s", "--identity", "/k ey", "--option", "StrictHostKeyChecking=no",
+                               "admin@192.0.2.1", f"10.0.11.{n}", "22"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(count)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    return results, calls
+
+
+def test_parallel_cold_hops_open_one_master(tmp_path):
+    results, calls = run_hops(tmp_path, 12)
+    assert [r.returncode for r in results] == [0] * 12, [r.stderr for r in results]
+    assert sorted(r.stdout.split()[1] for r in results) == sorted(f"10.0.11.{n}:22" for n in range(12))
+    masters = [c for c in calls if "ControlMaster=yes" in c]
+    assert len(masters) == 1
+    master = masters[0]
+    assert master[-3:] == ["-N", "-f", "admin@192.0.2.1"]
+    assert "ControlPersist=30s" in master and "StrictHostKeyChecking=no" in master
+    assert master[master.index("-i") + 1] == "/k ey" and master[master.index("-p") + 1] == "22"
+    hops = [c for c in calls if "-W" in c]
+    assert len(hops) == 12
+    control = f"ControlPath={tmp_path / 'cp dir' / 'fumidai-hop-abc'}"
+    assert all(control in c and "ControlMaster=no" in c and c[-1] == "admin@192.0.2.1" for c in hops)
+
+
+def test_failing_bastion_is_tried_once_and_every_hop_says_why(tmp_path):
+    results, calls = run_hops(tmp_path, 6, fail=True)
+    assert [r.returncode for r in results] == [255] * 6
+    for result in results:
+        assert "cannot open the shared connection to admin@192.0.2.1" in result.stderr
+        assert "Connection refused" in result.stderr
+    assert len([c for c in calls if "ControlMaster=yes" in c]) == 1
+    assert not [c for c in calls if "-W" in c]
+
+
+def test_ipv6_targets_are_bracketed(tmp_path):
+    fake = tmp_path / "ssh"
+    fake.write_text(FAKE_SSH)
+    fake.chmod(0o755)
+    control = tmp_path / "m"
+    control.touch()  # a live master (for the fake)
+    out = subprocess.run([sys.executable, str(HOP), "--ssh", str(fake), "--control-path", str(control),
+                          "admin@192.0.2.1", "2001:db8::5", "22"],
+                         env={"FAKE_SSH_LOG": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split()[1] == "[2001:db8::5]:22"
