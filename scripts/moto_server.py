@@ -78,11 +78,40 @@ def fix_volume_snapshot_id() -> None:
     Volume.__init__ = __init__
 
 
+def fix_nat_gateway_private_ip() -> None:
+    """Give a NAT gateway a private IP from its own subnet, as AWS does.
+
+    moto picks a random 10.x address anywhere; the lab needs the real one
+    (it places the NAT gateway's stand-in there) and the doctor reads it.
+    moto's module-level random_private_ip is swapped for the subnet's
+    allocator during the constructor only, under a lock (server threads).
+    """
+    import threading
+
+    from moto.ec2.models import nat_gateways
+
+    original_init = nat_gateways.NatGateway.__init__
+    lock = threading.Lock()
+
+    def __init__(self, backend, subnet_id, *args, **kwargs):
+        subnet = backend.get_subnet(subnet_id)
+        with lock:
+            saved = nat_gateways.random_private_ip
+            nat_gateways.random_private_ip = lambda *_a, **_k: subnet.get_available_subnet_ip(self)
+            try:
+                original_init(self, backend, subnet_id, *args, **kwargs)
+            finally:
+                nat_gateways.random_private_ip = saved
+
+    nat_gateways.NatGateway.__init__ = __init__
+
+
 def apply_fixes() -> None:
     """Fixes for moto behaviour that differs from AWS in ways amazon.aws notices."""
     fix_describe_tags_resource_types()
     add_seed_amis()
     fix_volume_snapshot_id()
+    fix_nat_gateway_private_ip()
 
 
 def main() -> None:

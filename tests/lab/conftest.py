@@ -1,0 +1,97 @@
+"""The lab, brought up once per session, in the order an admin would see it.
+
+Steps run one by one so that what must be observed *before* configuration
+(web02 has no egress until the nat_instance role has run) is observed then:
+keys, moto, provision, hosts -> pre-configure observations -> configure (site.yml)
+-> ssh-config. The lab is taken down at the end of the session (and before, so a
+leftover lab never masks a failure).
+
+FUMIDAI_LAB_KEEP=1 leaves the lab up after the session (for debugging);
+FUMIDAI_LAB_REUSE=1 uses a lab that is already up instead of building one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testinfra
+from lab_helpers import egress_source
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "lab" / "fumidai_lab.py"
+STATE_FILE = ROOT / ".cache" / "lab" / "lab.json"
+
+
+def lab_cli(*args: str, timeout: int = 1200) -> None:
+    proc = subprocess.run([sys.executable, str(LAB), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        # A playbook's output is long: show its failures, then how it ended.
+        lines = proc.stdout.splitlines()
+        failures = [i for i, line in enumerate(lines)
+                    if line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line]
+        excerpts = "\n...\n".join("\n".join(lines[max(i - 3, 0):i + 25]) for i in failures[:5])
+        raise AssertionError(f"fumidai_lab.py {' '.join(args)} failed ({proc.returncode}):\n{excerpts}\n...\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+@dataclass
+class Lab:
+    state: dict
+    pre_configure: dict
+
+    def node(self, name: str) -> dict:
+        return next(n for n in self.state["nodes"] if n["name"] == name)
+
+    def by_kind(self, kind: str) -> list[dict]:
+        return [n for n in self.state["nodes"] if n["kind"] == kind]
+
+    def by_role(self, role: str) -> list[dict]:
+        return [n for n in self.state["nodes"] if n["role"] == role]
+
+    def host(self, name: str):
+        """testinfra host for a lab node (podman exec, no SSH involved)."""
+        return testinfra.get_host(f"podman://{self.node(name)['container']}")
+
+    @property
+    def alb(self) -> dict:
+        return self.state["albs"][0]
+
+    @property
+    def internet_url(self) -> str:
+        return f"http://{self.state['internet_server_ip']}/"
+
+    @property
+    def env(self) -> dict:
+        """The environment the lab's own ansible runs get (moto endpoint, bastion address mode, key)."""
+        sys.path.insert(0, str(LAB.parent))
+        import fumidai_lab
+
+        return fumidai_lab.ansible_env()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    if os.environ.get("FUMIDAI_LAB_REUSE") == "1" and STATE_FILE.exists():
+        yield Lab(json.loads(STATE_FILE.read_text()), pre_configure={})
+        return
+    if os.geteuid() != 0:
+        pytest.fail("the lab needs root (network interfaces, routes, rootful podman)")
+    lab_cli("down")
+    try:
+        lab_cli("up", "--until", "hosts")
+        lab_obj = Lab(json.loads(STATE_FILE.read_text()), pre_configure={})
+        for node in lab_obj.by_role("web"):
+            lab_obj.pre_configure[node["name"]] = egress_source(lab_obj.host(node["name"]), lab_obj.internet_url)
+        lab_cli("step", "configure")
+        lab_cli("step", "ssh-config")
+        yield lab_obj
+    finally:
+        if os.environ.get("FUMIDAI_LAB_KEEP") != "1":
+            lab_cli("down")

@@ -1,0 +1,154 @@
+"""The lab's planner without podman: moto-shaped descriptions in, addresses, routes,
+firewall rules and HAProxy configuration out. Fast; runs before the end-to-end tests."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import pytest
+from lab_helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "lab"))
+
+import fumidai_lab  # noqa: E402
+
+OFFICE = ipaddress.ip_network("192.168.250.0/24")
+
+
+def _tags(name, **extra):
+    return {"Name": name, "Project": "fumidai", **extra}
+
+
+def _route_table(subnet_id, **target):
+    return {"vpc_id": "vpc-1", "associations": [{"subnet_id": subnet_id, "main": False}],
+            "routes": [{"destination_cidr_block": "10.0.0.0/16", "gateway_id": "local"},
+                       {"destination_cidr_block": "0.0.0.0/0", **target}]}
+
+
+def _instance(iid, name, role, subnet, ip, sg, public=False, check=True):
+    return {"instance_id": iid, "private_ip_address": ip, "subnet_id": subnet, "tags": _tags(name, Role=role),
+            "public_ip_address": "198.51.100.7" if public else None, "source_dest_check": check, "key_name": "fumidai",
+            "network_interfaces": [{"network_interface_id": f"eni-{iid}", "mac_address": "02:00:00:00:00:01",
+                                    "groups": [{"group_id": sg}]}]}
+
+
+@pytest.fixture
+def topo():
+    subnets = [("subnet-pub1", "public-subnet-1", "10.0.1.0/24", "a"),
+               ("subnet-pub2", "public-subnet-2", "10.0.2.0/24", "c"),
+               ("subnet-prv1", "private-subnet-1", "10.0.11.0/24", "a"),
+               ("subnet-prv2", "private-subnet-2", "10.0.12.0/24", "c")]
+    return {
+        "vpc": {"vpc_id": "vpc-1", "cidr_block": "10.0.0.0/16"},
+        "subnets": [{"subnet_id": sid, "cidr_block": cidr, "availability_zone": f"ap-northeast-1{az}",
+                     "tags": _tags(name)} for sid, name, cidr, az in subnets],
+        "route_tables": [_route_table("subnet-pub1", gateway_id="igw-1"),
+                         _route_table("subnet-pub2", gateway_id="igw-1"),
+                         _route_table("subnet-prv1", nat_gateway_id="nat-1"),
+                         _route_table("subnet-prv2", instance_id="i-nat")],
+        "security_groups": [
+            {"group_id": "sg-bastion", "group_name": "bastion", "ip_permissions": [
+                {"ip_protocol": "tcp", "from_port": 22, "to_port": 22, "ip_ranges": [{"cidr_ip": "192.168.250.0/24"}]}],
+             "ip_permissions_egress": [{"ip_protocol": "-1", "ip_ranges": [{"cidr_ip": "0.0.0.0/0"}]}]},
+            {"group_id": "sg-web", "group_name": "web", "ip_permissions": [
+                {"ip_protocol": "tcp", "from_port": 80, "to_port": 80, "user_id_group_pairs": [{"group_id": "sg-alb"}]},
+                {"ip_protocol": "tcp", "from_port": 22, "to_port": 22,
+                 "user_id_group_pairs": [{"group_id": "sg-bastion"}]}],
+             "ip_permissions_egress": [{"ip_protocol": "-1", "ip_ranges": [{"cidr_ip": "0.0.0.0/0"}]}]},
+            {"group_id": "sg-nat", "group_name": "nat", "ip_permissions": [
+                {"ip_protocol": "-1", "ip_ranges": [{"cidr_ip": "10.0.12.0/24"}]}], "ip_permissions_egress": []},
+            {"group_id": "sg-alb", "group_name": "alb", "ip_permissions": [
+                {"ip_protocol": "tcp", "from_port": 80, "to_port": 80, "ip_ranges": [{"cidr_ip": "0.0.0.0/0"}]}],
+             "ip_permissions_egress": [{"ip_protocol": "-1", "ip_ranges": [{"cidr_ip": "0.0.0.0/0"}]}]},
+        ],
+        # moto 5.2 puts a NAT gateway at a random 10.x address outside its subnet.
+        "nat_gateways": [{"nat_gateway_id": "nat-1", "subnet_id": "subnet-pub1", "tags": _tags("natgw"),
+                          "nat_gateway_addresses": [{"private_ip": "10.144.62.31", "public_ip": "198.51.100.9"}]}],
+        "internet_gateways": [{"internet_gateway_id": "igw-1"}],
+        "instances": [_instance("i-bastion", "bastion", "bastion", "subnet-pub1", "10.0.1.4", "sg-bastion", True),
+                      _instance("i-nat", "nat-instance", "nat", "subnet-pub2", "10.0.2.4", "sg-nat", True, False),
+                      _instance("i-web01", "web01", "web", "subnet-prv1", "10.0.11.4", "sg-web"),
+                      _instance("i-web02", "web02", "web", "subnet-prv2", "10.0.12.4", "sg-web")],
+        "albs": [{"load_balancer_name": "fumidai-alb", "load_balancer_arn": "arn:alb", "scheme": "internet-facing",
+                  "dns_name": "fumidai-alb-1.ap-northeast-1.elb.amazonaws.com", "security_groups": ["sg-alb"],
+                  "availability_zones": [{"subnet_id": "subnet-pub2"}, {"subnet_id": "subnet-pub1"}],
+                  "listeners": [{"protocol": "HTTP", "port": 80,
+                                 "default_actions": [{"type": "forward", "target_group_arn": "arn:tg"}]}],
+                  "target_groups": [{"target_group_arn": "arn:tg", "target_group_name": "fumidai-web", "port": 80,
+                                     "health_check_path": "/healthz", "health_check_interval_seconds": 5,
+                                     "health_check_timeout_seconds": 2, "healthy_threshold_count": 2,
+                                     "unhealthy_threshold_count": 3, "matcher": {"http_code": "200-202"},
+                                     "targets": [{"id": "i-web01", "port": 80}, {"id": "i-web02", "port": 80}]}]}],
+        "key_pairs": {"fumidai": {"PublicKey": "ssh-ed25519 AAAAtest lab"}},
+    }
+
+
+@pytest.fixture
+def plan(topo):
+    return fumidai_lab.build_plan(topo, OFFICE)
+
+
+def _node(plan, name):
+    return next(n for n in plan["nodes"] if n["name"] == name)
+
+
+def test_instances_keep_moto_addresses_and_routes_follow_route_tables(plan):
+    igw, natgw, nat = plan["igw_ip"], _node(plan, "natgw")["ip"], _node(plan, "nat-instance")["ip"]
+    assert _node(plan, "bastion")["ip"] == "10.0.1.4"
+    assert _node(plan, "bastion")["default_via"] == igw
+    assert _node(plan, "nat-instance")["default_via"] == igw
+    assert _node(plan, "web01")["default_via"] == natgw
+    assert _node(plan, "web02")["default_via"] == nat == "10.0.2.4"
+
+
+def test_lab_addresses_stay_out_of_subnets_and_the_nat_gateway_in_its_own(plan):
+    subnets = [ipaddress.ip_network(c) for c in ("10.0.1.0/24", "10.0.2.0/24", "10.0.11.0/24", "10.0.12.0/24")]
+    for address in (plan["igw_ip"], plan["vgw_ip"]):
+        assert ipaddress.ip_address(address) in ipaddress.ip_network("10.0.0.0/16")
+        assert not any(ipaddress.ip_address(address) in s for s in subnets)
+    natgw = _node(plan, "natgw")
+    assert ipaddress.ip_address(natgw["ip"]) in subnets[0]
+    assert natgw["notes"], "moving the NAT gateway into its subnet is reported"
+    alb = _node(plan, "fumidai-alb")
+    assert ipaddress.ip_address(alb["ip"]) in subnets[0], "the ALB goes to its first subnet by AZ"
+    addresses = [n["ip"] for n in plan["nodes"]]
+    assert len(addresses) == len(set(addresses))
+    assert plan["office_host_ip"] == "192.168.250.1" and plan["office_router_ip"] == "192.168.250.254"
+
+
+def test_security_groups_become_default_deny_rules_with_references_resolved(plan):
+    script = fumidai_lab.render_net_script(plan, _node(plan, "web01"))
+    alb_ip = _node(plan, "fumidai-alb")["ip"]
+    assert f"-A AWS-SG-IN -s {alb_ip} -p tcp --dport 80 " in script
+    assert "-A AWS-SG-IN -s 10.0.1.4 -p tcp --dport 22 " in script
+    assert "192.168.250.0/24 -p tcp" not in script, "the office is not in the web SG"
+    assert script.index("--dport 22") < script.index("-A AWS-SG-IN -j DROP")
+    assert "AWS-SRC-DST-CHECK -j DROP" in script
+    assert "ssh-ed25519 AAAAtest lab" in script, "the key pair is authorised as cloud-init would"
+    assert "ip route replace default via" in script
+
+
+def test_nat_instance_without_source_dest_check_forwards_and_without_egress_rules_sends_nothing(plan):
+    script = fumidai_lab.render_net_script(plan, _node(plan, "nat-instance"))
+    assert "AWS-SRC-DST-CHECK -j DROP" not in script
+    assert "-A AWS-SG-IN -s 10.0.12.0/24 -m comment" in script
+    egress = [line for line in script.splitlines() if "-A AWS-SG-OUT" in line]
+    assert egress[-1].endswith("-j DROP") and not any("-d " in line for line in egress)
+
+
+def test_internet_gateway_forwards_only_for_public_addresses(plan):
+    script = fumidai_lab.render_router_script(plan, _node(plan, "internet-gateway"))
+    for name in ("bastion", "nat-instance", "natgw", "fumidai-alb"):
+        assert f"-s {_node(plan, name)['ip']} -d 198.18.0.0/24 -j ACCEPT" in script
+    for name in ("web01", "web02"):
+        assert f"-s {_node(plan, name)['ip']} " not in script
+
+
+def test_haproxy_follows_listeners_target_groups_and_health_checks(plan):
+    config = fumidai_lab.render_haproxy(plan, plan["albs"][0])
+    assert f"bind {_node(plan, 'fumidai-alb')['ip']}:80" in config
+    assert "option httpchk GET /healthz" in config
+    assert "http-check expect rstatus ^(200|201|202)$" in config
+    assert "inter 5s rise 2 fall 3" in config and "timeout check 2s" in config
+    assert "server i-web01 10.0.11.4:80 check" in config and "server i-web02 10.0.12.4:80 check" in config
