@@ -34,7 +34,8 @@ test-unit: setup
 	pytest -q tests/unit
 
 test-integration: setup
-	pytest -q tests/integration
+	# Two workers, each with its own moto server; a module's tests stay on one worker.
+	pytest -q -n 2 --dist loadfile tests/integration
 
 test-molecule: setup
 	@set -e; $(PODMAN_ENV); for role in $(ROLES); do \

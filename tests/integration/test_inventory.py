@@ -83,14 +83,19 @@ def test_inventory_after_provision(aws_env, tmp_path):
 
     bastion = hostvars["bastion"]
     assert bastion["ansible_host"] == bastion["public_ip_address"]
-    for name in ("web01", "web02"):
+    # The NAT instance is public, but its SG opens 22 to the bastion's SG only:
+    # the project's inventory file (proxy_public_hosts: true) sends it through
+    # the bastion too. The bastion itself never hops.
+    assert "ansible_ssh_common_args" not in bastion
+    for name in ("web01", "web02", "nat-instance"):
         web = hostvars[name]
-        assert web["ansible_host"] == web["private_ip_address"]
+        if name != "nat-instance":
+            assert web["ansible_host"] == web["private_ip_address"]
         proxy = web["ansible_ssh_common_args"]
         assert proxy.startswith("-o 'ProxyCommand=") and proxy.endswith(f" admin@{bastion['ansible_host']} %h %p'")
         assert bastion["ansible_control_path"] in proxy
         assert web["bastion"]["instance_id"] == bastion["instance_id"]
-    assert "ansible_ssh_common_args" not in hostvars["nat-instance"]
+    assert members(listing, "web") == {"web01", "web02"}
 
 
 # --------------------------------------------------------------------------- 2. the hop, on real sshd
