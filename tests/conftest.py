@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,26 @@ def aws_env(moto_endpoint, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def ec2(aws_env):
+    return boto3.client("ec2", region_name=aws_env["AWS_REGION"])
+
+
+@pytest.fixture
+def elbv2(aws_env):
+    return boto3.client("elbv2", region_name=aws_env["AWS_REGION"])
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    """localhost plus the project's group_vars, without the bastion_ec2 plugin
+    (for playbooks that only talk to the AWS API)."""
+    # What the implicit localhost would be: local connection, this Python (boto3).
+    (tmp_path / "hosts").write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    (tmp_path / "group_vars").symlink_to(ROOT / "inventory" / "group_vars")
+    return str(tmp_path / "hosts")
 
 
 def run_playbook(playbook: str, *args: str, env: dict | None = None, check: bool = False,

@@ -8,13 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import ROOT, run_playbook  # noqa: E402
-from topology_builder import ADMIN_CIDR, REGION, build  # noqa: E402
+from conftest import run_playbook  # noqa: E402
+from topology_builder import ADMIN_CIDR, build  # noqa: E402
 
 ADMIN_IP = "192.0.2.10/32"  # inside ADMIN_CIDR
 
@@ -22,25 +21,6 @@ ADMIN_IP = "192.0.2.10/32"  # inside ADMIN_CIDR
 @pytest.fixture
 def topo(aws_env):
     return build()
-
-
-@pytest.fixture
-def ec2(aws_env):
-    return boto3.client("ec2", region_name=REGION)
-
-
-@pytest.fixture
-def elbv2(aws_env):
-    return boto3.client("elbv2", region_name=REGION)
-
-
-@pytest.fixture
-def inventory(tmp_path):
-    """localhost plus the project's group_vars, without the bastion_ec2 plugin."""
-    # What the implicit localhost would be: local connection, this Python (boto3).
-    (tmp_path / "hosts").write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    (tmp_path / "group_vars").symlink_to(ROOT / "inventory" / "group_vars")
-    return str(tmp_path / "hosts")
 
 
 def doctor(inventory, tmp_path, target: str, path: str, *extra: str) -> tuple[object, dict]:
