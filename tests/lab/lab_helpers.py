@@ -20,3 +20,43 @@ def tcp_open(address: str, port: int, timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def moto_client(env: dict, service: str):
+    """A boto3 client for the lab's moto server (the endpoint the lab's own runs use)."""
+    import boto3
+
+    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def fresh_ssh(lab, node: dict, command: str = "hostname", timeout: int = 30):
+    """A person's SSH login through the bastion on new TCP connections (no shared master to ride on)."""
+    import shlex
+    import subprocess
+
+    key = str(ROOT / ".cache" / "lab" / "id_ed25519")
+    bastion = lab.by_role("bastion")[0]
+    options = ["-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ControlPath=none",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=8",
+               "-o", "LogLevel=ERROR"]
+    hop = shlex.join(["ssh", *options, "-W", "%h:%p", f"admin@{bastion['ip']}"])
+    try:
+        return subprocess.run(["ssh", *options, "-o", f"ProxyCommand={hop}", f"admin@{node['ip']}", command],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, 255, "", f"timed out after {timeout}s")
+
+
+def wait_for(condition, timeout: float, interval: float = 2.0) -> bool:
+    """Poll condition until it holds or timeout seconds pass (a bound on waiting, not a timing check)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

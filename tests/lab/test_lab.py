@@ -132,7 +132,7 @@ def test_nat_instance_has_source_dest_check_off_in_moto(lab):
 
 def test_ansible_adhoc_goes_through_the_bastion(lab):
     ansible = str(ROOT / ".venv" / "bin" / "ansible")
-    proc = subprocess.run([ansible, "role_web", "-m", "ansible.builtin.command", "-a", "hostname"],
+    proc = subprocess.run([ansible, "web", "-m", "ansible.builtin.command", "-a", "hostname"],
                           cwd=ROOT, env=lab.env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for node in lab.by_role("web"):
