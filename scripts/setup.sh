@@ -9,7 +9,9 @@ step() { printf '\n==> setup: %s\n' "$*"; }
 
 apt_packages=(
   python3 python3-venv python3-pip make git openssh-client curl ca-certificates
-  podman runc slirp4netns uidmap fuse-overlayfs mmdebstrap
+  # netavark explicitly: without recommends apt would pick the CNI plugins,
+  # and the lab's and scenarios' networks are written for netavark.
+  podman runc netavark aardvark-dns catatonit slirp4netns uidmap fuse-overlayfs mmdebstrap
   iproute2 iptables conntrack
 )
 missing=()
