@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Source this to point podman at the project's config and storage:
 #   . scripts/podman-env.sh
-# Storage lives under .cache/ so nothing outside the checkout is rewritten.
+# Storage lives under .cache/ so nothing outside the checkout is rewritten;
+# the run root is per checkout too (two checkouts must not share its locks).
 _fumidai_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export FUMIDAI_ROOT="${_fumidai_root}"
 export CONTAINERS_CONF="${_fumidai_root}/lab/podman/containers.conf"
@@ -12,7 +13,7 @@ if [ ! -f "${CONTAINERS_STORAGE_CONF}" ]; then
 [storage]
 driver = "overlay"
 graphroot = "${_fumidai_root}/.cache/podman/storage"
-runroot = "/run/fumidai-podman"
+runroot = "/run/fumidai-podman-$(printf %s "${_fumidai_root}" | sha256sum | cut -c1-8)"
 CONF
 fi
 unset _fumidai_root
