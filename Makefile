@@ -51,3 +51,4 @@ test: lint test-unit test-integration test-molecule test-lab
 # Benchmarks print times and ratios measured in one run (no pass/fail on time).
 bench: setup
 	python bench/inventory_bench.py
+	@$(PODMAN_ENV) && python bench/fanout_bench.py --hosts 20 --repeat 3

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Benchmark: fan-out through one bastion, with the real bastion_ec2 inventory.
+
+    .venv/bin/python bench/fanout_bench.py --hosts 20            # forks = hosts, median of 5
+    .venv/bin/python bench/fanout_bench.py --hosts 50 --repeat 2
+
+Builds, on podman's default network, one bastion container (sshd at Debian's default
+``MaxStartups 10:30:100`` unless --maxstartups says otherwise: "someone else's bastion") at 10.88.220.10
+and N target containers (sshd only) at 10.88.221.11.., and seeds a private moto server with the matching
+VPC: a public subnet routed to an internet gateway for the bastion, a private subnet for the targets,
+instances whose private IPs are the containers' addresses (tags Project=fumidai, Role, Name). The
+inventory is the project's own (inventory/aws.bastion_ec2.yml) with FUMIDAI_BASTION_ADDRESS=private_ip.
+
+Then, in one run, it times ``ansible private -m ping -f N`` and a small playbook (gather facts, template
+a file) in four modes, interleaved per repetition so machine load hits them alike:
+
+  cold     the plugin's multiplexed hop, no bastion master open (every socket closed before the run)
+  warm     the plugin's multiplexed hop, bastion master already open (as after configure.yml's first play)
+  naive    ProxyJump: every host opens its own connection to the bastion (no shared master)
+  direct   the targets reached without a bastion (the lower bound)
+
+Each host's own Ansible master is closed before every run, in every mode, so only the hop differs.
+Prints medians, ratios to direct, UNREACHABLE hosts, bastion logins and connections the bastion dropped
+past MaxStartups. Asserts nothing: timings are not tests. Every subprocess has a timeout; containers,
+the moto server, the masters and the prohibit routes are removed on the way out, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import moto_local  # noqa: E402
+
+BIN = Path(sys.executable).parent
+IMAGE = "localhost/fumidai-debian12:latest"
+# Address ranges given to this benchmark on podman's default network (10.88.0.0/16).
+PODMAN_CIDR = "10.88.0.0/16"
+BASTION_CIDR, TARGET_CIDR = "10.88.220.0/24", "10.88.221.0/24"
+BASTION_IP = "10.88.220.10"
+MODES = ("cold", "warm", "naive", "direct")
+WORKLOADS = ("ping", "playbook")
+
+PLAYBOOK = """---
+- name: Fan-out benchmark - gather facts and template a file
+  hosts: private
+  gather_facts: true
+  tasks:
+    - name: Template a file from facts
+      ansible.builtin.template:
+        src: "{{ playbook_dir }}/motd.j2"
+        dest: /tmp/fumidai-bench-motd
+        mode: "0644"
+"""
+TEMPLATE = "{{ ansible_facts['hostname'] }} {{ ansible_facts['default_ipv4']['address'] | default('') }}\n"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def target_ips(count: int) -> list[str]:
+    return [f"10.88.221.{11 + n}" for n in range(count)]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tag = uuid.uuid4().hex[:6]
+        self.work = Path(tempfile.mkdtemp(prefix="fumidai-bench-"))
+        # Short: unix socket paths are limited to ~104 bytes.
+        self.control_dir = Path(tempfile.mkdtemp(prefix="fb", dir="/tmp"))
+        self.key = self.work / "id_ed25519"
+        self.containers: list[str] = []
+        self.routes: list[str] = []
+        self.moto: subprocess.Popen | None = None
+        self.podman_env = self._podman_env()
+        self.env: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _podman_env() -> dict[str, str]:
+        dump = subprocess.run(["bash", "-c", f". {ROOT / 'scripts' / 'podman-env.sh'} && env -0"],
+                              capture_output=True, check=True, timeout=30).stdout.decode()
+        return dict(item.split("=", 1) for item in dump.split("\0") if "=" in item)
+
+    def podman(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(["podman", *args], env=self.podman_env, capture_output=True, text=True,
+                              check=check, timeout=timeout)
+
+    def bastion_log(self) -> str:
+        return self.podman("logs", self.containers[0], check=False).stderr
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        # A missing bridge route must never send these addresses out of the machine. The prohibit route
+        # covers the bridge's own prefix (a narrower one would win over the bridge route, whatever its
+        # metric); it is removed afterwards only if this run added it.
+        if subprocess.run(["ip", "route", "add", "prohibit", PODMAN_CIDR, "metric", "4000"],
+                          capture_output=True, timeout=10).returncode == 0:
+            self.routes.append(PODMAN_CIDR)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True, timeout=30)
+        pubkey = Path(f"{self.key}.pub").read_text().strip()
+        self.start_containers(pubkey)
+        self.check_direct_ssh()
+        self.start_moto()
+        self.seed_moto()
+        (self.work / "fanout.yml").write_text(PLAYBOOK)
+        (self.work / "motd.j2").write_text(TEMPLATE)
+        # The naive hop: a real ProxyJump. ssh hands -F to the jump ssh, so the key and the "no master"
+        # settings for the bastion live in this file; the outer connection keeps Ansible's own options.
+        (self.work / "ssh_config").write_text(
+            f"Host {BASTION_IP}\n  User admin\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
+            "  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+            "  ControlMaster no\n  ControlPath none\n")
+
+    def start_containers(self, pubkey: str) -> None:
+        def sshd(name: str, ip: str, extra: str, log_level: str = "INFO") -> None:
+            command = ("ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
+                       "install -d -o admin -g admin -m 700 /home/admin/.ssh && "
+                       f"echo '{pubkey}' > /home/admin/.ssh/authorized_keys && "
+                       "chown admin:admin /home/admin/.ssh/authorized_keys && "
+                       f"exec /usr/sbin/sshd -D -e -o LogLevel={log_level} {extra}")
+            self.containers.append(name)
+            self.podman("run", "-d", "--name", name, "--network", "podman", "--ip", ip, IMAGE, "sh", "-c", command)
+
+        sshd(f"fumidai-bench-bastion-{self.tag}", BASTION_IP,
+             f"-o MaxStartups={self.args.maxstartups} -o AllowTcpForwarding=yes",
+             # At INFO sshd logs only the first drop of a MaxStartups episode; VERBOSE logs each one.
+             log_level="VERBOSE")
+        for number, ip in enumerate(target_ips(self.args.hosts), start=1):
+            sshd(f"fumidai-bench-web{number:02d}-{self.tag}", ip, "")
+        deadline = time.monotonic() + 120
+        for name in self.containers:
+            while "Server listening on 0.0.0.0 port 22" not in self.podman("logs", name, check=False).stderr:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"sshd in {name} did not start")
+                time.sleep(0.5)
+
+    def check_direct_ssh(self) -> None:
+        """Fail with the reason before timing anything if the host cannot log in to a target."""
+        proc = subprocess.run(["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+                               f"admin@{target_ips(1)[0]}", "true"], capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise SystemExit(f"cannot ssh to {target_ips(1)[0]} from this host: {proc.stderr.strip()}")
+
+    def start_moto(self) -> None:
+        port = moto_local.free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        self.moto = moto_local.spawn(port, self.work / "moto.log")
+        moto_local.wait_until_up(endpoint)
+        self.env = {**os.environ, **moto_local.environment(endpoint),
+                    "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_CACHE": "false",
+                    # Keep the bench's web01.. facts out of the project's fact cache.
+                    "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
+                    "FUMIDAI_BASTION_ADDRESS": "private_ip", "FUMIDAI_SSH_PRIVATE_KEY": str(self.key),
+                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir), "ANSIBLE_HOST_KEY_CHECKING": "false",
+                    # Throwaway host keys stay out of the user's known_hosts.
+                    "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null"}
+        if self.args.ssh_retries is not None:
+            self.env["ANSIBLE_SSH_RETRIES"] = str(self.args.ssh_retries)
+
+    def seed_moto(self) -> None:
+        import boto3
+
+        ec2 = boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_REGION"],
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        project = [{"Key": "Project", "Value": "fumidai"}]
+
+        def tags(kind: str, name: str, *extra: dict) -> list[dict]:
+            return [{"ResourceType": kind, "Tags": [*project, {"Key": "Name", "Value": name}, *extra]}]
+
+        vpc = ec2.create_vpc(CidrBlock="10.88.0.0/16", TagSpecifications=tags("vpc", "bench-vpc"))["Vpc"]["VpcId"]
+        public = ec2.create_subnet(VpcId=vpc, CidrBlock=BASTION_CIDR,
+                                   TagSpecifications=tags("subnet", "public-subnet-1"))["Subnet"]["SubnetId"]
+        private = ec2.create_subnet(VpcId=vpc, CidrBlock=TARGET_CIDR,
+                                    TagSpecifications=tags("subnet", "private-subnet-1"))["Subnet"]["SubnetId"]
+        igw = ec2.create_internet_gateway(
+            TagSpecifications=tags("internet-gateway", "bench-igw"))["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        public_rt = ec2.create_route_table(
+            VpcId=vpc, TagSpecifications=tags("route-table", "public-rt"))["RouteTable"]["RouteTableId"]
+        ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+        ec2.associate_route_table(RouteTableId=public_rt, SubnetId=public)
+        private_rt = ec2.create_route_table(
+            VpcId=vpc, TagSpecifications=tags("route-table", "private-rt"))["RouteTable"]["RouteTableId"]
+        ec2.associate_route_table(RouteTableId=private_rt, SubnetId=private)
+
+        def launch(subnet: str, ip: str, name: str, role: str, public_ip: bool = False) -> None:
+            # moto invents a public IP for the bastion: never used (bastion_address=private_ip).
+            ec2.run_instances(ImageId="ami-0fumidai0bench0", MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                              NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet, "PrivateIpAddress": ip,
+                                                  "AssociatePublicIpAddress": public_ip}],
+                              TagSpecifications=tags("instance", name, {"Key": "Role", "Value": role}))
+
+        launch(public, BASTION_IP, "bastion", "bastion", public_ip=True)
+        for number, ip in enumerate(target_ips(self.args.hosts), start=1):
+            launch(private, ip, f"web{number:02d}", "web")
+
+    # ------------------------------------------------------------------ masters
+    def sockets(self) -> list[Path]:
+        return [p for p in self.control_dir.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)]
+
+    def close_masters(self, keep_hop: bool = False) -> None:
+        for sock in self.sockets():
+            if keep_hop and sock.name.startswith("fumidai-hop-"):
+                continue
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, timeout=30)
+            sock.unlink(missing_ok=True)
+        if not keep_hop:
+            for leftover in self.control_dir.glob("fumidai-hop-*"):
+                leftover.unlink(missing_ok=True)
+
+    def prepare(self, mode: str) -> None:
+        """Every run starts without per-host masters; only warm keeps (or opens) the bastion master."""
+        self.close_masters(keep_hop=(mode == "warm"))
+        if mode == "warm":
+            # What configure.yml does first: the bastion's own connection opens the shared master.
+            self.run_ansible(["ansible", "role_bastion", "-m", "ansible.builtin.ping", "-o"], extra=[])
+
+    # ------------------------------------------------------------------ runs
+    def mode_args(self, mode: str) -> list[str]:
+        if mode == "naive":
+            return ["-e", f"ansible_ssh_common_args='-F {self.work / 'ssh_config'} -o ProxyJump=admin@{BASTION_IP}'"]
+        if mode == "direct":
+            return ["-e", "ansible_ssh_common_args=''"]
+        return []
+
+    def run_ansible(self, command: list[str], extra: list[str]) -> tuple[float, subprocess.CompletedProcess | None]:
+        start = time.monotonic()
+        try:
+            proc = subprocess.run([str(BIN / command[0]), *command[1:], *extra], cwd=ROOT, env=self.env,
+                                  capture_output=True, text=True, timeout=self.args.timeout)
+        except subprocess.TimeoutExpired:
+            return float("nan"), None
+        return time.monotonic() - start, proc
+
+    def measure(self, mode: str, workload: str) -> dict:
+        self.prepare(mode)
+        forks = str(self.args.forks)
+        if workload == "ping":
+            command = ["ansible", "private", "-m", "ansible.builtin.ping", "-f", forks, "-o"]
+        else:
+            command = ["ansible-playbook", str(self.work / "fanout.yml"), "-f", forks]
+        log_before = self.bastion_log()
+        seconds, proc = self.run_ansible(command, self.mode_args(mode))
+        log_after = self.bastion_log()[len(log_before):]
+        if proc is None:
+            unreachable, ok = self.args.hosts, 0
+        elif workload == "ping":
+            unreachable = proc.stdout.count("| UNREACHABLE!")
+            ok = proc.stdout.count("| SUCCESS")
+        else:
+            recap = RECAP.findall(proc.stdout)
+            unreachable = sum(1 for _, u, _ in recap if int(u))
+            ok = sum(1 for _, u, f in recap if not int(u) and not int(f))
+        if self.args.verbose and proc is not None and ok != self.args.hosts:
+            print(proc.stdout[-3000:], proc.stderr[-2000:], file=sys.stderr)
+        return {"seconds": seconds, "unreachable": unreachable, "ok": ok, "timeout": proc is None,
+                "logins": log_after.count("Accepted publickey for admin"),
+                "drops": log_after.count("past MaxStartups")}
+
+    def run(self) -> dict:
+        results: dict = {(m, w): [] for m in MODES for w in WORKLOADS}
+        for repetition in range(1, self.args.repeat + 1):
+            for workload in WORKLOADS:
+                for mode in MODES:
+                    result = self.measure(mode, workload)
+                    results[(mode, workload)].append(result)
+                    print(f"  rep {repetition} {workload:8} {mode:6} {result['seconds']:6.1f}s  "
+                          f"ok {result['ok']}/{self.args.hosts}  unreachable {result['unreachable']}  "
+                          f"bastion logins {result['logins']}  drops {result['drops']}", flush=True)
+        return results
+
+    # ------------------------------------------------------------------ teardown
+    def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close_masters()
+        if self.containers:
+            self.podman("rm", "-f", "-t", "0", *self.containers, check=False, timeout=300)
+        if self.moto is not None:
+            moto_local.stop_pid(self.moto.pid)
+        for cidr in self.routes:
+            subprocess.run(["ip", "route", "del", "prohibit", cidr, "metric", "4000"], capture_output=True,
+                           timeout=10)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, results: dict) -> None:
+    print(f"\nFan-out through one bastion: {args.hosts} private hosts, forks {args.forks}, "
+          f"bastion MaxStartups {args.maxstartups}, median of {args.repeat}, "
+          f"ssh retries {args.ssh_retries if args.ssh_retries is not None else 'from ansible.cfg'}")
+    labels = {"cold": "(a) multiplexed hop, cold", "warm": "(a) multiplexed hop, warm",
+              "naive": "(b) naive ProxyJump", "direct": "(c) direct, no bastion"}
+    medians = {key: statistics.median(r["seconds"] for r in runs) for key, runs in results.items()}
+    total = args.hosts * args.repeat
+    for workload in WORKLOADS:
+        title = "ansible private -m ping" if workload == "ping" else "playbook (facts + template)"
+        print(f"\n{title}")
+        print(f"  {'mode':28} {'median':>8} {'vs (c)':>7} {'unreachable':>12} {'logins/run':>11} {'drops':>6}")
+        floor = medians[("direct", workload)]
+        for mode in MODES:
+            runs = results[(mode, workload)]
+            median = medians[(mode, workload)]
+            unreachable = sum(r["unreachable"] for r in runs)
+            logins = statistics.median(r["logins"] for r in runs)
+            drops = sum(r["drops"] for r in runs)
+            print(f"  {labels[mode]:28} {median:7.1f}s {median / floor:6.2f}x {unreachable:>5}/{total:<6} "
+                  f"{logins:>11.0f} {drops:>6}")
+
+    print("\nTargets (issue 6; printed, not asserted):")
+    for workload in WORKLOADS:
+        floor = medians[("direct", workload)]
+        for mode, limit in (("warm", 1.1), ("cold", 1.2)):
+            ratio = medians[(mode, workload)] / floor
+            print(f"  {workload:8} {mode} within {limit}x of direct: {ratio:.2f}x "
+                  f"{'met' if ratio <= limit else 'NOT met'}")
+    hop_unreachable = sum(r["unreachable"] for m in ("cold", "warm") for w in WORKLOADS for r in results[(m, w)])
+    at_scale = args.hosts >= 50 and args.forks >= args.hosts
+    scale = "" if at_scale else f" (the target is at forks = N = 50; this is N={args.hosts})"
+    print(f"  zero UNREACHABLE through the multiplexed hop: {hop_unreachable} "
+          f"{'met' if hop_unreachable == 0 else 'NOT met'}{scale}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=20, help="private hosts (target containers), 1-200")
+    parser.add_argument("--forks", type=int, help="ansible forks (default: --hosts)")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions per mode; the median is reported")
+    parser.add_argument("--maxstartups", default="10:30:100",
+                        help="the bastion sshd's MaxStartups (default: Debian's, i.e. someone else's bastion)")
+    parser.add_argument("--ssh-retries", type=int,
+                        help="ANSIBLE_SSH_RETRIES (default: the project's ansible.cfg; 0 shows raw drops)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds before one ansible run is abandoned")
+    parser.add_argument("--verbose", action="store_true", help="show the output of runs with failed hosts")
+    args = parser.parse_args(argv)
+    if not 1 <= args.hosts <= 200:
+        parser.error("--hosts must be between 1 and 200 (one /24 for the targets)")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    args.forks = args.forks or args.hosts
+
+    bench = Bench(args)
+    # SIGTERM (a CI timeout) must still remove the containers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        print(f"setting up {args.hosts} targets and a bastion (MaxStartups {args.maxstartups}) ...", flush=True)
+        started = time.monotonic()
+        bench.setup()
+        print(f"  ready in {time.monotonic() - started:.0f}s", flush=True)
+        results = bench.run()
+    finally:
+        bench.cleanup()
+    report(args, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
