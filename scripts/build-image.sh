@@ -46,7 +46,7 @@ mmdebstrap --variant=minbase --mode=root --format=tar \
   --customize-hook='chroot "$1" systemctl enable ssh' \
   --customize-hook='chroot "$1" systemctl disable apache2 haproxy fail2ban auditd unattended-upgrades apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service || true' \
   --customize-hook='chroot "$1" systemctl mask systemd-resolved.service getty@tty1.service console-getty.service || true' \
-  --customize-hook='printf "[Unit]\nDescription=Generate SSH host keys on first boot (as cloud-init does)\nBefore=ssh.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service"' \
+  --customize-hook='printf "[Unit]\nDescription=Generate missing SSH host keys at boot (as cloud-init does on first boot)\nBefore=ssh.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service"' \
   --customize-hook='chroot "$1" systemctl enable ssh-hostkeys.service' \
   --customize-hook=': > "$1/etc/machine-id"' \
   bookworm - "${mirror}" "${mirror%/debian}/debian-security bookworm-security main" \
