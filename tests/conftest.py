@@ -3,6 +3,7 @@ the project's real ansible-playbook against it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +73,14 @@ def run_playbook(playbook: str, *args: str, env: dict | None = None, check: bool
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_report_playbook(playbook: str, output_var: str, report_file: Path, *args: str,
+                        **kwargs) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a playbook that writes its JSON report to the file named by ``output_var``
+    (doctor.yml's doctor_output, audit.yml's audit_output); return the process and
+    the report, or {} when the run stopped before writing one."""
+    report_file.unlink(missing_ok=True)
+    proc = run_playbook(playbook, *args, "-e", f"{output_var}={report_file}", **kwargs)
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    return proc, report

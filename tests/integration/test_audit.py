@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import run_playbook  # noqa: E402
+from conftest import run_playbook, run_report_playbook  # noqa: E402
 from topology_builder import REGION, build  # noqa: E402
 
 
@@ -24,11 +24,8 @@ def topo(aws_env):
 
 
 def audit(inventory, tmp_path, *extra: str):
-    report_file = tmp_path / "audit.json"
-    report_file.unlink(missing_ok=True)
-    proc = run_playbook("playbooks/audit.yml", "-i", inventory, "-e", f"audit_output={report_file}", *extra)
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    return proc, report
+    return run_report_playbook("playbooks/audit.yml", "audit_output", tmp_path / "audit.json",
+                               "-i", inventory, *extra)
 
 
 def test_clean_topology(topo, inventory, tmp_path):
@@ -129,9 +126,9 @@ def test_doctor_and_audit_after_the_provision_playbook(aws_env, inventory, tmp_p
     for target in ("web01", "web02"):
         for path in ("ssh", "http", "egress"):
             report_file = tmp_path / f"{target}-{path}.json"
-            proc = run_playbook("playbooks/doctor.yml", "-i", inventory, "-e", json.dumps(admin),
-                                "-e", f"target={target}", "-e", f"path={path}", "-e", f"doctor_output={report_file}")
-            report = json.loads(report_file.read_text())
+            proc, report = run_report_playbook("playbooks/doctor.yml", "doctor_output", report_file,
+                                               "-i", inventory, "-e", json.dumps(admin),
+                                               "-e", f"target={target}", "-e", f"path={path}")
             assert proc.returncode == 0 and not report["blocked"], (target, path, report.get("hops"), proc.stdout)
     volumes = boto3.client("ec2", region_name=REGION).describe_volumes()["Volumes"]
     assert all("SnapshotId" in v for v in volumes), (

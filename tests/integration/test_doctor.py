@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import run_playbook  # noqa: E402
+from conftest import run_report_playbook  # noqa: E402
 from topology_builder import ADMIN_CIDR, build  # noqa: E402
 
 ADMIN_IP = "192.0.2.10/32"  # inside ADMIN_CIDR
@@ -25,12 +25,9 @@ def topo(aws_env):
 
 def doctor(inventory, tmp_path, target: str, path: str, *extra: str) -> tuple[object, dict]:
     """Run the doctor; return the process and its JSON report (when it got that far)."""
-    report_file = tmp_path / f"doctor-{path}-{target}.json"
-    report_file.unlink(missing_ok=True)
-    proc = run_playbook("playbooks/doctor.yml", "-i", inventory, "-e", f"target={target}", "-e", f"path={path}",
-                        "-e", f"source_cidr={ADMIN_IP}", "-e", f"doctor_output={report_file}", *extra)
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    return proc, report
+    return run_report_playbook("playbooks/doctor.yml", "doctor_output", tmp_path / f"doctor-{path}-{target}.json",
+                               "-i", inventory, "-e", f"target={target}", "-e", f"path={path}",
+                               "-e", f"source_cidr={ADMIN_IP}", *extra)
 
 
 def console(text: str) -> str:
