@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/fanout_bench.py --hosts 20            # forks = hosts, median of 5
     .venv/bin/python bench/fanout_bench.py --hosts 50 --repeat 2
+    .venv/bin/python bench/fanout_bench.py --lab                 # the running lab's private hosts
 
 Builds, on podman's default network, one bastion container (sshd at Debian's default
 ``MaxStartups 10:30:100`` unless --maxstartups says otherwise: "someone else's bastion") at 10.88.220.10
@@ -10,6 +11,12 @@ and N target containers (sshd only) at 10.88.221.11.., and seeds a private moto 
 VPC: a public subnet routed to an internet gateway for the bastion, a private subnet for the targets,
 instances whose private IPs are the containers' addresses (tags Project=fumidai, Role, Name). The
 inventory is the project's own (inventory/aws.bastion_ec2.yml) with FUMIDAI_BASTION_ADDRESS=private_ip.
+
+With --lab it builds nothing and uses the lab that is up (``scripts/lab.sh up --web-count 20``): its web
+servers behind its bastion (configured by site.yml), reached from the office range through the VPN, as
+an admin would. For the run the bastion's sshd is set back to Debian's MaxStartups/MaxSessions (someone
+else's bastion) and the web servers' security group also opens 22 to the office range (for the direct
+mode, applied with ``fumidai_lab.py step net``); both are restored afterwards.
 
 Then, in one run, it times ``ansible private -m ping -f N`` and a small playbook (gather facts, template
 a file) in four modes, interleaved per repetition so machine load hits them alike:
@@ -45,6 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import moto_local  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "lab"))
 
 BIN = Path(sys.executable).parent
 IMAGE = "localhost/fumidai-debian12:latest"
@@ -118,10 +127,19 @@ class Bench:
         self.seed_moto()
         (self.work / "fanout.yml").write_text(PLAYBOOK)
         (self.work / "motd.j2").write_text(TEMPLATE)
+        self.write_naive_config()
+
+    def bastion_ip(self) -> str:
+        return BASTION_IP
+
+    def target_ip(self) -> str:
+        return target_ips(1)[0]
+
+    def write_naive_config(self) -> None:
         # The naive hop: a real ProxyJump. ssh hands -F to the jump ssh, so the key and the "no master"
         # settings for the bastion live in this file; the outer connection keeps Ansible's own options.
         (self.work / "ssh_config").write_text(
-            f"Host {BASTION_IP}\n  User admin\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
+            f"Host {self.bastion_ip()}\n  User admin\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
             "  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
             "  ControlMaster no\n  ControlPath none\n")
 
@@ -152,9 +170,9 @@ class Bench:
         """Fail with the reason before timing anything if the host cannot log in to a target."""
         proc = subprocess.run(["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                                "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
-                               f"admin@{target_ips(1)[0]}", "true"], capture_output=True, text=True, timeout=60)
+                               f"admin@{self.target_ip()}", "true"], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
-            raise SystemExit(f"cannot ssh to {target_ips(1)[0]} from this host: {proc.stderr.strip()}")
+            raise SystemExit(f"cannot ssh to {self.target_ip()} from this host: {proc.stderr.strip()}")
 
     def start_moto(self) -> None:
         port = moto_local.free_port()
@@ -234,7 +252,8 @@ class Bench:
     # ------------------------------------------------------------------ runs
     def mode_args(self, mode: str) -> list[str]:
         if mode == "naive":
-            return ["-e", f"ansible_ssh_common_args='-F {self.work / 'ssh_config'} -o ProxyJump=admin@{BASTION_IP}'"]
+            jump = f"-F {self.work / 'ssh_config'} -o ProxyJump=admin@{self.bastion_ip()}"
+            return ["-e", f"ansible_ssh_common_args='{jump}'"]
         if mode == "direct":
             return ["-e", "ansible_ssh_common_args=''"]
         return []
@@ -300,6 +319,112 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+class LabBench(Bench):
+    """The same measurements on the running lab (lab/fumidai_lab.py): nothing is built or seeded."""
+
+    SSHD_CONFIG = "/etc/ssh/sshd_config"
+    SSHD_SAVED = "/etc/ssh/sshd_config.fumidai-bench"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        import fumidai_lab
+
+        state = fumidai_lab.load_state()
+        if not state:
+            raise SystemExit("the lab is not up: run `bash scripts/lab.sh up --web-count 20` first")
+        bastions = [n for n in state["nodes"] if n["kind"] == "instance" and n["role"] == "bastion"]
+        webs = [n for n in state["nodes"] if n["kind"] == "instance" and n["role"] == "web"]
+        if not bastions or not webs:
+            raise SystemExit("the lab has no bastion or no web servers")
+        super().__init__(args)
+        self.lab, self.state, self.bastion, self.webs = fumidai_lab, state, bastions[0], webs
+        self.containers = [self.bastion["container"]]
+        self.sshd_changed = False
+        self.sg_rule: tuple[str, str] | None = None
+        args.hosts = len(self.webs)
+
+    def bastion_ip(self) -> str:
+        return self.bastion["ip"]
+
+    def bastion_log(self) -> str:
+        return subprocess.run(["podman", "exec", self.bastion["container"], "journalctl", "-u", "ssh", "-o", "cat",
+                               "--no-pager"], env=self.podman_env, capture_output=True, text=True,
+                              timeout=60).stdout
+
+    def setup(self) -> None:
+        self.env = {**self.lab.ansible_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_CACHE": "false",
+                    "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
+                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir), "ANSIBLE_HOST_KEY_CHECKING": "false",
+                    "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null"}
+        if self.args.ssh_retries is not None:
+            self.env["ANSIBLE_SSH_RETRIES"] = str(self.args.ssh_retries)
+        self.key = Path(self.env["FUMIDAI_SSH_PRIVATE_KEY"])
+        listed = subprocess.run([str(BIN / "ansible"), "private", "--list-hosts"], cwd=ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        if listed.returncode != 0 or f"hosts ({len(self.webs)})" not in listed.stdout:
+            raise SystemExit(f"the inventory's private group is not the lab's {len(self.webs)} web servers:\n"
+                             f"{listed.stdout}{listed.stderr}")
+        self.make_bastion_default()
+        self.open_direct_ssh()
+        (self.work / "fanout.yml").write_text(PLAYBOOK)
+        (self.work / "motd.j2").write_text(TEMPLATE)
+        self.write_naive_config()
+
+    def bastion_exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.podman("exec", self.bastion["container"], *command, check=check)
+
+    def make_bastion_default(self) -> None:
+        """Someone else's bastion: Debian's MaxStartups and MaxSessions, every drop logged."""
+        self.bastion_exec("cp", "-p", self.SSHD_CONFIG, self.SSHD_SAVED)
+        self.sshd_changed = True
+        script = (f"sed -i -e 's/^MaxStartups .*/MaxStartups {self.args.maxstartups}/' "
+                  "-e 's/^MaxSessions .*/MaxSessions 10/' -e '/^PerSourceMaxStartups /d' "
+                  f"-e 's/^LogLevel .*/LogLevel VERBOSE/' {self.SSHD_CONFIG} && sshd -t && systemctl reload ssh")
+        self.bastion_exec("sh", "-c", script)
+
+    def ec2(self):
+        """A client for the lab's moto server (its endpoint and credentials are in the lab's environment)."""
+        import boto3
+
+        return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_REGION"],
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+    def open_direct_ssh(self) -> None:
+        """The direct mode's path: the web servers' SG also opens 22 to the office (undone in cleanup)."""
+        ec2 = self.ec2()
+        group = self.webs[0]["security_groups"][0]
+        office = self.state["office_cidr"]
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+            "IpRanges": [{"CidrIp": office, "Description": "fanout bench: direct mode (temporary)"}]}])
+        self.sg_rule = (group, office)
+        self.apply_lab_network()
+        self.check_direct_ssh()
+
+    def apply_lab_network(self) -> None:
+        proc = subprocess.run([sys.executable, str(ROOT / "lab" / "fumidai_lab.py"), "step", "net"], cwd=ROOT,
+                              env=self.podman_env, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"fumidai_lab.py step net failed:\n{proc.stdout}{proc.stderr}")
+
+    def target_ip(self) -> str:
+        return self.webs[0]["ip"]
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close_masters()
+        if self.sg_rule:
+            group, office = self.sg_rule
+            self.ec2().revoke_security_group_ingress(GroupId=group, IpPermissions=[{
+                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": office}]}])
+            self.apply_lab_network()
+        if self.sshd_changed:
+            self.bastion_exec("sh", "-c", f"mv {self.SSHD_SAVED} {self.SSHD_CONFIG} && sshd -t && "
+                              "systemctl reload ssh", check=False)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
 def report(args: argparse.Namespace, results: dict) -> None:
     print(f"\nFan-out through one bastion: {args.hosts} private hosts, forks {args.forks}, "
           f"bastion MaxStartups {args.maxstartups}, median of {args.repeat}, "
@@ -347,18 +472,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="ANSIBLE_SSH_RETRIES (default: the project's ansible.cfg; 0 shows raw drops)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds before one ansible run is abandoned")
     parser.add_argument("--verbose", action="store_true", help="show the output of runs with failed hosts")
+    parser.add_argument("--lab", action="store_true",
+                        help="measure the running lab's web servers (scripts/lab.sh up --web-count N) "
+                             "instead of building containers; --hosts is then the lab's count")
     args = parser.parse_args(argv)
     if not 1 <= args.hosts <= 200:
         parser.error("--hosts must be between 1 and 200 (one /24 for the targets)")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    bench = LabBench(args) if args.lab else Bench(args)
     args.forks = args.forks or args.hosts
-
-    bench = Bench(args)
     # SIGTERM (a CI timeout) must still remove the containers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        print(f"setting up {args.hosts} targets and a bastion (MaxStartups {args.maxstartups}) ...", flush=True)
+        where = (f"the lab's {args.hosts} web servers behind its bastion" if args.lab
+                 else f"{args.hosts} targets and a bastion")
+        print(f"setting up {where} (MaxStartups {args.maxstartups}) ...", flush=True)
         started = time.monotonic()
         bench.setup()
         print(f"  ready in {time.monotonic() - started:.0f}s", flush=True)

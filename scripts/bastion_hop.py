@@ -13,23 +13,39 @@ hop opens the master under an exclusive lock while the others wait, then every h
 session (ssh ControlPersist) and is shared with Ansible's own connection to the bastion, which uses the
 same ControlPath.
 
+It runs once per host connection, so the usual path (master already up) stays lean: it imports only
+os, sys and socket, parses the command line the plugin writes without argparse, and checks the master
+by connecting to its socket instead of starting ``ssh -O check``. Anything else (--help, a mistyped
+option) goes to argparse.
+
 Standard library only: it runs under whatever python3 runs Ansible.
 """
 
 from __future__ import annotations
 
-import argparse
-import fcntl
 import os
-import subprocess
+import socket
 import sys
-import tempfile
-import time
 
 MASTER_TIMEOUT = 60  # seconds for the master to authenticate before we give up
+VALUE_OPTIONS = {"--control-path": "control_path", "--persist": "persist", "--port": "port",
+                 "--identity": "identity", "--ssh": "ssh"}
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+class HopArgs:
+    def __init__(self) -> None:
+        self.control_path: str | None = None
+        self.persist = "60s"
+        self.port = "22"
+        self.identity: str | None = None
+        self.option: list[str] = []
+        self.ssh = "ssh"
+        self.login = self.target_host = self.target_port = ""
+
+
+def parse_args_fully(argv: list[str]) -> HopArgs:
+    import argparse
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-path", required=True, help="socket of the shared master (a literal path)")
     parser.add_argument("--persist", default="60s", help="ControlPersist of the master")
@@ -40,10 +56,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("login", help="USER@BASTION")
     parser.add_argument("target_host")
     parser.add_argument("target_port")
-    return parser.parse_args(argv)
+    return parser.parse_args(argv, namespace=HopArgs())
 
 
-def base_command(args: argparse.Namespace) -> list[str]:
+def parse_args(argv: list[str]) -> HopArgs:
+    """The plugin's own command line, without importing argparse (12 ms, once per host connection)."""
+    args, positional, index = HopArgs(), [], 0
+    while index < len(argv):
+        word = argv[index]
+        if word in VALUE_OPTIONS or word == "--option":
+            if index + 1 == len(argv):
+                return parse_args_fully(argv)
+            if word == "--option":
+                args.option.append(argv[index + 1])
+            else:
+                setattr(args, VALUE_OPTIONS[word], argv[index + 1])
+            index += 2
+            continue
+        if word.startswith("-"):
+            return parse_args_fully(argv)
+        positional.append(word)
+        index += 1
+    if len(positional) != 3 or not args.control_path:
+        return parse_args_fully(argv)
+    args.login, args.target_host, args.target_port = positional
+    return args
+
+
+def base_command(args: HopArgs) -> list[str]:
     # ssh expands %-tokens in ControlPath: the literal path must not be expanded.
     command = [args.ssh, "-p", str(args.port), "-o", "BatchMode=yes",
                "-o", "ControlPath=" + args.control_path.replace("%", "%%")]
@@ -54,13 +94,26 @@ def base_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def master_alive(args: argparse.Namespace) -> bool:
-    return subprocess.call([*base_command(args), "-O", "check", args.login],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+def master_alive(args: HopArgs) -> bool:
+    """True when a master listens on the socket: what ``ssh -O check`` learns, without starting ssh.
+
+    A socket file whose master died refuses the connection.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(args.control_path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
-def open_master(args: argparse.Namespace) -> tuple[bool, str]:
+def open_master(args: HopArgs) -> tuple[bool, str]:
     """Start the master in the background (-f returns once it is authenticated and listening)."""
+    import subprocess
+    import tempfile
+
     if os.path.exists(args.control_path):
         # A socket nobody answers on is left over from a dead master; ssh would refuse to replace it.
         os.unlink(args.control_path)
@@ -82,9 +135,12 @@ def open_master(args: argparse.Namespace) -> tuple[bool, str]:
     return code == 0, text
 
 
-def ensure_master(args: argparse.Namespace) -> None:
+def ensure_master(args: HopArgs) -> None:
     if master_alive(args):
         return
+    import fcntl
+    import time
+
     directory = os.path.dirname(args.control_path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     failure_file = args.control_path + ".failed"

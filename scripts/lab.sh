@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local lab's entry point (make demo / make demo-down):
 #   scripts/lab.sh up     moto + provision + hosts from moto's state + site.yml; leaves it up
+#                         (up --web-count 20: web01..web20 instead of web01, web02)
 #   scripts/lab.sh down   everything the lab created, then moto (safe to repeat)
 #   scripts/lab.sh show   the lab's addresses
 # The work is done by lab/fumidai_lab.py (it prints each step and, on failure,
@@ -13,7 +14,8 @@ python=.venv/bin/python
 
 case "${1:-}" in
   up)
-    "$python" lab/fumidai_lab.py up
+    shift
+    "$python" lab/fumidai_lab.py up "$@"
     # shellcheck disable=SC2046  # word splitting is the point: three values
     set -- $("$python" -c 'import json; s = json.load(open(".cache/lab/lab.json")); a = s["albs"][0]
 print(s["office_host_ip"], a["dns_name"], a["ip"])')
@@ -33,5 +35,5 @@ TXT
     ;;
   down) exec "$python" lab/fumidai_lab.py down ;;
   show) exec "$python" lab/fumidai_lab.py show ;;
-  *) echo "usage: scripts/lab.sh up|down|show" >&2; exit 2 ;;
+  *) echo "usage: scripts/lab.sh up [--web-count N]|down|show" >&2; exit 2 ;;
 esac

@@ -219,15 +219,19 @@ def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path)
 
         # A person's ssh -F goes through the bastion too.
         config = tmp_path / "ssh_config"
+        # A control directory that does not exist yet (as ~/.ssh on a fresh machine): the playbook creates it.
+        person_control_dir = Path(control_dir) / "person"
         run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}",
                      "-e", "ssh_config_strict_host_key_checking=no", "-e", "ssh_config_known_hosts_file=/dev/null",
-                     "-e", "ssh_config_control_persist=5s",
+                     "-e", "ssh_config_control_persist=5s", "-e", f"ssh_config_control_dir={person_control_dir}",
                      env={k: v for k, v in env.items() if k not in ("PATH",)}, check=True)
+        assert person_control_dir.is_dir() and person_control_dir.stat().st_mode & 0o777 == 0o700
         person = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web01",
                                  "echo $SSH_CONNECTION"], capture_output=True, text=True, timeout=120)
         assert person.returncode == 0, person.stderr
         assert person.stdout.split()[0] == BASTION_IP  # the target saw the bastion as its client
         assert person.stdout.split()[2] == TARGET_IPS[0]
+        assert list(person_control_dir.glob("fumidai-*")), "the person's bastion connection is not shared"
         subprocess.run(["ssh", "-F", str(config), "-O", "exit", "bastion"], capture_output=True, timeout=30)
     finally:
         for socket_file in Path(control_dir).glob("fumidai-hop-*"):

@@ -7,6 +7,7 @@ import ipaddress
 import sys
 
 import pytest
+import yaml
 from lab_helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "lab"))
@@ -152,3 +153,62 @@ def test_haproxy_follows_listeners_target_groups_and_health_checks(plan):
     assert "http-check expect rstatus ^(200|201|202)$" in config
     assert "inter 5s rise 2 fall 3" in config and "timeout check 2s" in config
     assert "server i-web01 10.0.11.4:80 check" in config and "server i-web02 10.0.12.4:80 check" in config
+
+
+# --------------------------------------------------------------------------- lab_web_count
+
+
+def test_web_count_deals_web_servers_over_the_private_subnets_and_passes_preflight():
+    sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+    from fumidai_net import fumidai_web_instance_problems
+
+    subnets = [{"name": "private-subnet-1", "tier": "private"}, {"name": "private-subnet-2", "tier": "private"}]
+    hosts = fumidai_lab.web_instances(20, ["private-subnet-1", "private-subnet-2"])
+    assert [h["name"] for h in hosts[:3]] == ["web01", "web02", "web03"]
+    assert hosts[-1] == {"name": "web20", "subnet": "private-subnet-2"}
+    assert [h["subnet"] for h in hosts].count("private-subnet-1") == 10
+    assert fumidai_web_instance_problems(hosts, subnets) == []
+    # The default is the project's own pair, so the standard lab is unchanged.
+    assert fumidai_lab.web_instances(2, ["private-subnet-1", "private-subnet-2"]) == [
+        {"name": "web01", "subnet": "private-subnet-1"}, {"name": "web02", "subnet": "private-subnet-2"}]
+    assert fumidai_lab.web_instances(100, ["private-subnet-1"])[-1]["name"] == "web100"
+    assert fumidai_lab.web_instances(100, ["private-subnet-1"])[0]["name"] == "web001"
+
+
+def test_web_count_precedence_and_bad_values(tmp_path, monkeypatch):
+    monkeypatch.setattr(fumidai_lab, "CACHE", tmp_path)
+    monkeypatch.setattr(fumidai_lab, "WEB_INSTANCES_FILE", tmp_path / "web_instances.yml")
+    monkeypatch.delenv(fumidai_lab.WEB_COUNT_ENV, raising=False)
+    assert fumidai_lab.lab_vars()["lab_web_count"] == 2
+    assert fumidai_lab.resolve_web_count(None) == 2            # lab/vars.yml
+    fumidai_lab.write_web_instances(5)
+    assert fumidai_lab.resolve_web_count(None) == 5            # what the lab was provisioned with
+    monkeypatch.setenv(fumidai_lab.WEB_COUNT_ENV, "7")
+    assert fumidai_lab.resolve_web_count(None) == 7            # the environment
+    assert fumidai_lab.resolve_web_count(20) == 20             # --web-count
+    for bad, message in ((0, "between 1 and 100"), (101, "between 1 and 100")):
+        with pytest.raises(fumidai_lab.LabError, match=message):
+            fumidai_lab.resolve_web_count(bad)
+    monkeypatch.setenv(fumidai_lab.WEB_COUNT_ENV, "twenty")
+    with pytest.raises(fumidai_lab.LabError, match="FUMIDAI_LAB_WEB_COUNT: .* whole number"):
+        fumidai_lab.resolve_web_count(None)
+
+
+def test_playbooks_get_the_generated_web_instances_after_lab_vars(tmp_path, monkeypatch):
+    monkeypatch.setattr(fumidai_lab, "CACHE", tmp_path)
+    generated = tmp_path / "web_instances.yml"
+    monkeypatch.setattr(fumidai_lab, "WEB_INSTANCES_FILE", generated)
+    monkeypatch.setattr(fumidai_lab, "ROOT", tmp_path.parent)
+    monkeypatch.setattr(fumidai_lab, "LAB_VARS", tmp_path / "vars.yml")
+    (tmp_path / "vars.yml").write_text("lab_web_subnets: [private-subnet-2]\n")
+    monkeypatch.setattr(fumidai_lab, "ansible_env", lambda: {})
+    fumidai_lab.write_web_instances(3)
+    commands = []
+    monkeypatch.setattr(fumidai_lab.subprocess, "run",
+                        lambda cmd, **_: commands.append(cmd) or fumidai_lab.subprocess.CompletedProcess(cmd, 0))
+    fumidai_lab.playbook("playbooks/provision.yml")
+    relative = f"@{tmp_path.name}"
+    assert commands == [["ansible-playbook", "playbooks/provision.yml", "-e", f"{relative}/vars.yml",
+                         "-e", f"{relative}/web_instances.yml"]]
+    assert yaml.safe_load(generated.read_text())["web_instances"] == [
+        {"name": f"web0{n}", "subnet": "private-subnet-2"} for n in (1, 2, 3)]
