@@ -125,15 +125,18 @@ class Bench:
         self.check_direct_ssh()
         self.start_moto()
         self.seed_moto()
-        (self.work / "fanout.yml").write_text(PLAYBOOK)
-        (self.work / "motd.j2").write_text(TEMPLATE)
-        self.write_naive_config()
+        self.write_run_files()
 
     def bastion_ip(self) -> str:
         return BASTION_IP
 
     def target_ip(self) -> str:
         return target_ips(1)[0]
+
+    def write_run_files(self) -> None:
+        (self.work / "fanout.yml").write_text(PLAYBOOK)
+        (self.work / "motd.j2").write_text(TEMPLATE)
+        self.write_naive_config()
 
     def write_naive_config(self) -> None:
         # The naive hop: a real ProxyJump. ssh hands -F to the jump ssh, so the key and the "no master"
@@ -179,23 +182,33 @@ class Bench:
         endpoint = f"http://127.0.0.1:{port}"
         self.moto = moto_local.spawn(port, self.work / "moto.log")
         moto_local.wait_until_up(endpoint)
-        self.env = {**os.environ, **moto_local.environment(endpoint),
-                    "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_CACHE": "false",
-                    # Keep the bench's web01.. facts out of the project's fact cache.
-                    "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
-                    "FUMIDAI_BASTION_ADDRESS": "private_ip", "FUMIDAI_SSH_PRIVATE_KEY": str(self.key),
-                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir), "ANSIBLE_HOST_KEY_CHECKING": "false",
-                    # Throwaway host keys stay out of the user's known_hosts.
-                    "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null"}
-        if self.args.ssh_retries is not None:
-            self.env["ANSIBLE_SSH_RETRIES"] = str(self.args.ssh_retries)
+        self.env = self.measurement_env({
+            **os.environ, **moto_local.environment(endpoint),
+            "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "FUMIDAI_BASTION_ADDRESS": "private_ip", "FUMIDAI_SSH_PRIVATE_KEY": str(self.key)})
 
-    def seed_moto(self) -> None:
+    def measurement_env(self, base: dict[str, str]) -> dict[str, str]:
+        """``base`` (where the hosts and AWS are) plus what every timed Ansible run needs."""
+        env = {**base, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_CACHE": "false",
+               # Keep the bench's web01.. facts out of the project's fact cache.
+               "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir), "ANSIBLE_HOST_KEY_CHECKING": "false",
+               # Throwaway host keys stay out of the user's known_hosts.
+               "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null"}
+        if self.args.ssh_retries is not None:
+            env["ANSIBLE_SSH_RETRIES"] = str(self.args.ssh_retries)
+        return env
+
+    def ec2(self):
+        """A client for the moto server the timed runs use (endpoint and credentials from their environment)."""
         import boto3
 
-        ec2 = boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_REGION"],
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_REGION"],
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+    def seed_moto(self) -> None:
+        ec2 = self.ec2()
         project = [{"Key": "Project", "Value": "fumidai"}]
 
         def tags(kind: str, name: str, *extra: dict) -> list[dict]:
@@ -336,8 +349,8 @@ class LabBench(Bench):
         if not bastions or not webs:
             raise SystemExit("the lab has no bastion or no web servers")
         super().__init__(args)
+        # self.containers stays empty: the lab's containers are not the bench's to remove.
         self.lab, self.state, self.bastion, self.webs = fumidai_lab, state, bastions[0], webs
-        self.containers = [self.bastion["container"]]
         self.sshd_changed = False
         self.sg_rule: tuple[str, str] | None = None
         args.hosts = len(self.webs)
@@ -351,12 +364,7 @@ class LabBench(Bench):
                               timeout=60).stdout
 
     def setup(self) -> None:
-        self.env = {**self.lab.ansible_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_CACHE": "false",
-                    "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
-                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir), "ANSIBLE_HOST_KEY_CHECKING": "false",
-                    "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null"}
-        if self.args.ssh_retries is not None:
-            self.env["ANSIBLE_SSH_RETRIES"] = str(self.args.ssh_retries)
+        self.env = self.measurement_env(self.lab.ansible_env())
         self.key = Path(self.env["FUMIDAI_SSH_PRIVATE_KEY"])
         listed = subprocess.run([str(BIN / "ansible"), "private", "--list-hosts"], cwd=ROOT, env=self.env,
                                 capture_output=True, text=True, timeout=120)
@@ -365,9 +373,7 @@ class LabBench(Bench):
                              f"{listed.stdout}{listed.stderr}")
         self.make_bastion_default()
         self.open_direct_ssh()
-        (self.work / "fanout.yml").write_text(PLAYBOOK)
-        (self.work / "motd.j2").write_text(TEMPLATE)
-        self.write_naive_config()
+        self.write_run_files()
 
     def bastion_exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.podman("exec", self.bastion["container"], *command, check=check)
@@ -380,14 +386,6 @@ class LabBench(Bench):
                   "-e 's/^MaxSessions .*/MaxSessions 10/' -e '/^PerSourceMaxStartups /d' "
                   f"-e 's/^LogLevel .*/LogLevel VERBOSE/' {self.SSHD_CONFIG} && sshd -t && systemctl reload ssh")
         self.bastion_exec("sh", "-c", script)
-
-    def ec2(self):
-        """A client for the lab's moto server (its endpoint and credentials are in the lab's environment)."""
-        import boto3
-
-        return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_REGION"],
-                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
 
     def open_direct_ssh(self) -> None:
         """The direct mode's path: the web servers' SG also opens 22 to the office (undone in cleanup)."""
@@ -411,18 +409,17 @@ class LabBench(Bench):
         return self.webs[0]["ip"]
 
     def cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close_masters()
-        if self.sg_rule:
-            group, office = self.sg_rule
-            self.ec2().revoke_security_group_ingress(GroupId=group, IpPermissions=[{
-                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": office}]}])
-            self.apply_lab_network()
-        if self.sshd_changed:
-            self.bastion_exec("sh", "-c", f"mv {self.SSHD_SAVED} {self.SSHD_CONFIG} && sshd -t && "
-                              "systemctl reload ssh", check=False)
-        shutil.rmtree(self.control_dir, ignore_errors=True)
-        shutil.rmtree(self.work, ignore_errors=True)
+        try:
+            if self.sg_rule:
+                group, office = self.sg_rule
+                self.ec2().revoke_security_group_ingress(GroupId=group, IpPermissions=[{
+                    "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": office}]}])
+                self.apply_lab_network()
+            if self.sshd_changed:
+                self.bastion_exec("sh", "-c", f"mv {self.SSHD_SAVED} {self.SSHD_CONFIG} && sshd -t && "
+                                  "systemctl reload ssh", check=False)
+        finally:
+            super().cleanup()
 
 
 def report(args: argparse.Namespace, results: dict) -> None:

@@ -46,17 +46,19 @@ class HopArgs:
 def parse_args_fully(argv: list[str]) -> HopArgs:
     import argparse
 
+    # Defaults live in HopArgs (argparse keeps attributes the namespace already has).
+    defaults = HopArgs()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-path", required=True, help="socket of the shared master (a literal path)")
-    parser.add_argument("--persist", default="60s", help="ControlPersist of the master")
-    parser.add_argument("--port", default="22", help="bastion SSH port")
+    parser.add_argument("--persist", default=defaults.persist, help="ControlPersist of the master")
+    parser.add_argument("--port", default=defaults.port, help="bastion SSH port")
     parser.add_argument("--identity", help="private key for the bastion")
     parser.add_argument("--option", action="append", default=[], help="extra ssh -o option for the bastion")
-    parser.add_argument("--ssh", default="ssh", help="ssh executable")
+    parser.add_argument("--ssh", default=defaults.ssh, help="ssh executable")
     parser.add_argument("login", help="USER@BASTION")
     parser.add_argument("target_host")
     parser.add_argument("target_port")
-    return parser.parse_args(argv, namespace=HopArgs())
+    return parser.parse_args(argv, namespace=defaults)
 
 
 def parse_args(argv: list[str]) -> HopArgs:
