@@ -35,7 +35,7 @@ test-unit: setup
 
 test-integration: setup
 	# Two workers, each with its own moto server; a module's tests stay on one worker.
-	pytest -q -n 2 --dist loadfile tests/integration
+	pytest -q -n 2 --dist loadfile --durations=15 tests/integration
 
 test-molecule: setup
 	@set -e; $(PODMAN_ENV); for role in $(ROLES); do \
@@ -44,7 +44,7 @@ test-molecule: setup
 	done
 
 test-lab: setup
-	@$(PODMAN_ENV) && pytest -q tests/lab
+	@$(PODMAN_ENV) && pytest -q --durations=15 tests/lab
 
 test: lint test-unit test-integration test-molecule test-lab
 

@@ -122,9 +122,10 @@ class Bench:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True, timeout=30)
         pubkey = Path(f"{self.key}.pub").read_text().strip()
         self.start_containers(pubkey)
-        self.check_direct_ssh()
         self.start_moto()
         self.seed_moto()
+        self.pin_container_keys()
+        self.check_direct_ssh()
         self.write_run_files()
 
     def bastion_ip(self) -> str:
@@ -132,6 +133,23 @@ class Bench:
 
     def target_ip(self) -> str:
         return target_ips(1)[0]
+
+    def instance_id(self, ip: str) -> str:
+        found = self.ec2().describe_instances(Filters=[{"Name": "private-ip-address", "Values": [ip]}])
+        return found["Reservations"][0]["Instances"][0]["InstanceId"]
+
+    def pin_container_keys(self) -> None:
+        """Pin each container's host key under its instance's ID, as provisioning pins an instance's key from its
+        console: every mode is measured with the strict host key checking fumidai always uses."""
+        lines = []
+        for name, ip in zip(self.containers, [BASTION_IP, *target_ips(self.args.hosts)], strict=True):
+            key = self.podman("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+            lines.append(f"{self.instance_id(ip)} {' '.join(key)}\n")
+        Path(self.env["FUMIDAI_KNOWN_HOSTS"]).write_text("".join(lines))
+
+    def key_options(self, instance_id: str) -> list[str]:
+        return ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.env['FUMIDAI_KNOWN_HOSTS']}",
+                "-o", "UpdateHostKeys=no", "-o", f"HostKeyAlias={instance_id}"]
 
     def write_run_files(self) -> None:
         (self.work / "fanout.yml").write_text(PLAYBOOK)
@@ -143,8 +161,8 @@ class Bench:
         # settings for the bastion live in this file; the outer connection keeps Ansible's own options.
         (self.work / "ssh_config").write_text(
             f"Host {self.bastion_ip()}\n  User admin\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
-            "  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
-            "  ControlMaster no\n  ControlPath none\n")
+            f"  BatchMode yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile {self.env['FUMIDAI_KNOWN_HOSTS']}\n"
+            f"  HostKeyAlias {self.instance_id(self.bastion_ip())}\n  ControlMaster no\n  ControlPath none\n")
 
     def start_containers(self, pubkey: str) -> None:
         def sshd(name: str, ip: str, extra: str, log_level: str = "INFO") -> None:
@@ -171,8 +189,8 @@ class Bench:
 
     def check_direct_ssh(self) -> None:
         """Fail with the reason before timing anything if the host cannot log in to a target."""
-        proc = subprocess.run(["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+        proc = subprocess.run(["ssh", "-i", str(self.key), "-o", "BatchMode=yes",
+                               *self.key_options(self.instance_id(self.target_ip())), "-o", "ConnectTimeout=10",
                                f"admin@{self.target_ip()}", "true"], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise SystemExit(f"cannot ssh to {self.target_ip()} from this host: {proc.stderr.strip()}")
@@ -185,16 +203,15 @@ class Bench:
         self.env = self.measurement_env({
             **os.environ, **moto_local.environment(endpoint),
             "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "FUMIDAI_BASTION_ADDRESS": "private_ip", "FUMIDAI_SSH_PRIVATE_KEY": str(self.key)})
+            "FUMIDAI_BASTION_ADDRESS": "private_ip", "FUMIDAI_SSH_PRIVATE_KEY": str(self.key),
+            "FUMIDAI_KNOWN_HOSTS": str(self.work / "known_hosts")})
 
     def measurement_env(self, base: dict[str, str]) -> dict[str, str]:
         """``base`` (where the hosts and AWS are) plus what every timed Ansible run needs."""
         env = {**base, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_CACHE": "false",
                # Keep the bench's web01.. facts out of the project's fact cache.
                "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
-               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir), "ANSIBLE_HOST_KEY_CHECKING": "false",
-               # Throwaway host keys stay out of the user's known_hosts.
-               "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null"}
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir)}
         if self.args.ssh_retries is not None:
             env["ANSIBLE_SSH_RETRIES"] = str(self.args.ssh_retries)
         return env
@@ -264,11 +281,13 @@ class Bench:
 
     # ------------------------------------------------------------------ runs
     def mode_args(self, mode: str) -> list[str]:
+        # Every mode checks each host's pinned key (HostKeyAlias from the host's instance_id, templated per host).
+        keys = " ".join(self.key_options("{{ instance_id }}"))
         if mode == "naive":
-            jump = f"-F {self.work / 'ssh_config'} -o ProxyJump=admin@{self.bastion_ip()}"
+            jump = f"{keys} -F {self.work / 'ssh_config'} -o ProxyJump=admin@{self.bastion_ip()}"
             return ["-e", f"ansible_ssh_common_args='{jump}'"]
         if mode == "direct":
-            return ["-e", "ansible_ssh_common_args=''"]
+            return ["-e", f"ansible_ssh_common_args='{keys}'"]
         return []
 
     def run_ansible(self, command: list[str], extra: list[str]) -> tuple[float, subprocess.CompletedProcess | None]:

@@ -5,6 +5,7 @@
                                        provision on moto, build the hosts, run site.yml
     fumidai_lab.py step STEP           one step (keys, moto, provision, hosts, configure, ssh-config)
     fumidai_lab.py step net            re-apply moto's routes and security groups to the running hosts
+    fumidai_lab.py step consoles       publish the hosts' consoles to the local AWS API again
     fumidai_lab.py down                remove everything the lab created (safe to repeat)
     fumidai_lab.py show                print the lab's addresses (.cache/lab/lab.json)
 
@@ -39,6 +40,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -55,6 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 
+import fumidai_host_keys as host_keys  # noqa: E402
+import fumidai_ssh  # noqa: E402
 import fumidai_topology as topology  # noqa: E402
 import moto_local  # noqa: E402
 
@@ -62,7 +66,15 @@ CACHE = ROOT / ".cache" / "lab"
 STATE_FILE = CACHE / "lab.json"
 LAB_VARS = ROOT / "lab" / "vars.yml"
 KEY_FILE = CACHE / "id_ed25519"
-KNOWN_HOSTS = CACHE / "known_hosts"  # lab/vars.yml: ssh_config_known_hosts_file
+# The lab's pinned host keys (FUMIDAI_KNOWN_HOSTS in the lab's environment): provisioning pins each lab
+# host's key from the console output the lab publishes; a rebuilt host's pin is dropped with it.
+KNOWN_HOSTS = CACHE / "known_hosts"
+# What the lab publishes to its local AWS API (scripts/moto_server.py --lab-dir): each instance's console
+# and the ALB's HAProxy stats socket (live target health).
+AWS_DIR = CACHE / "aws"
+CONSOLE_DIR = AWS_DIR / "console"
+ALB_STATS_DIR = "/run/fumidai-lab-alb"  # in the ALB container; AWS_DIR/alb/<load balancer name> on this machine
+CONSOLE_TIMEOUT = 120  # seconds for a new host to print its host keys on its console
 # web_instances generated from lab_web_count; passed to every playbook after lab/vars.yml.
 WEB_INSTANCES_FILE = CACHE / "web_instances.yml"
 WEB_COUNT_ENV = "FUMIDAI_LAB_WEB_COUNT"
@@ -95,6 +107,7 @@ STEP_TITLES = {
     "configure": "configure through the bastion (site.yml)",
     "ssh-config": "write the SSH config a person uses (playbooks/ssh_config.yml)",
     "net": "re-apply moto's routes, security groups and source/dest checks to the running hosts",
+    "consoles": "publish the hosts' consoles to the local AWS API (as EC2 posts console output)",
 }
 
 
@@ -252,7 +265,10 @@ class Node:
 
 
 def _name(resource: dict, default: str) -> str:
-    return topology.tag_value(resource, "Name", default) or default
+    """A node's name: its Name tag when that is a safe host name, else its ID (tags are untrusted: the name
+    becomes a container name, a hostname and a comment in generated scripts)."""
+    name = topology.tag_value(resource, "Name", default) or default
+    return name if fumidai_ssh.safe_host_name(name) else default
 
 
 def _reserved(subnet: ipaddress.IPv4Network) -> set:
@@ -297,8 +313,9 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
         subnet_net = ipaddress.ip_network(subnet["cidr_block"])
         addresses = nat.get("nat_gateway_addresses") or [{}]
         moto_ip = addresses[0].get("private_ip")
-        node = Node(name=_name(nat, nat["nat_gateway_id"]), kind="nat_gateway", ip="", subnet=_name(subnet, ""),
-                    resource_id=nat["nat_gateway_id"], public=bool(addresses[0].get("public_ip")))
+        node = Node(name=_name(nat, nat["nat_gateway_id"]), kind="nat_gateway", ip="",
+                    subnet=_name(subnet, subnet["subnet_id"]), resource_id=nat["nat_gateway_id"],
+                    public=bool(addresses[0].get("public_ip")))
         if moto_ip and ipaddress.ip_address(moto_ip) in subnet_net:
             node.ip = moto_ip
         else:
@@ -335,7 +352,8 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
         first = ipaddress.ip_network(alb_subnets[0]["cidr_block"])
         alb_ip = _free_address(first, taken | _reserved(first))
         taken.add(alb_ip)
-        node = Node(name=alb["load_balancer_name"], kind="alb", ip=str(alb_ip), subnet=_name(alb_subnets[0], ""),
+        node = Node(name=alb["load_balancer_name"], kind="alb", ip=str(alb_ip),
+                    subnet=_name(alb_subnets[0], alb_subnets[0]["subnet_id"]),
                     resource_id=alb["load_balancer_arn"], public=alb.get("scheme") == "internet-facing",
                     security_groups=list(alb.get("security_groups") or []))
         nodes.append(node)
@@ -364,7 +382,12 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
     for node in nodes:
         if node.subnet:
             node.default_via = route_via(subnet_by_name[node.subnet])
+    seen: set[str] = set()
     for node in nodes:
+        if node.name in seen and node.resource_id:
+            node.notes.append(f"another node is already named {node.name}: this one is {node.resource_id}")
+            node.name = node.resource_id.split("/")[-1]
+        seen.add(node.name)
         node.container = f"{PREFIX}-{node.name}"
 
     members: dict[str, list[str]] = {}
@@ -420,7 +443,9 @@ def _sg_rules(plan: dict, group_ids: list[str], direction: str) -> list[str]:
             peers = [r["cidr_ip"] for r in perm.get("ip_ranges") or []]
             for pair in perm.get("user_id_group_pairs") or []:
                 peers += plan["sg_members"].get(pair["group_id"], [])
-            label = f"{group_id} {group.get('group_name', '')}".strip()
+            # The group's name is free text from the API: only a safe, short form goes into the comment.
+            name = re.sub(r"[^A-Za-z0-9._-]", "_", str(group.get("group_name") or ""))[:48]
+            label = f"{group_id} {name}".strip()
             for address in peers:
                 rules.append(" ".join([peer, address, *match, "-m comment --comment", shlex.quote(label), "-j RETURN"]))
     return rules
@@ -516,12 +541,36 @@ def _authorized_key(plan: dict, node: dict) -> str:
     return key
 
 
+def _check_haproxy_inputs(group: dict) -> None:
+    """Strings from the API become HAProxy words: only the forms AWS itself accepts get through."""
+    def refuse(what: str, value: object) -> None:
+        raise LabError(f"target group {fumidai_ssh.shown(group.get('target_group_name'))}: {what} "
+                       f"{fumidai_ssh.shown(value)} is not a form AWS accepts")
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,32}", str(group.get("target_group_name"))):
+        refuse("name", group.get("target_group_name"))
+    if not re.fullmatch(r"/[A-Za-z0-9._~/%?=&:@+$'-]{0,1023}", str(group.get("health_check_path") or "/")):
+        refuse("health check path", group.get("health_check_path"))
+    if not re.fullmatch(r"[0-9]{3}(-[0-9]{3})?(,[0-9]{3})*", str((group.get("matcher") or {}).get("http_code", "200"))):
+        refuse("success codes", (group.get("matcher") or {}).get("http_code"))
+    for target in group.get("targets") or []:
+        if not (host_keys.valid_instance_id(target["id"]) or _is_ipv4(target["id"])):
+            refuse("target", target["id"])
+
+
+def _is_ipv4(value: object) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(str(value)), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
 def render_haproxy(plan: dict, alb: dict) -> str:
     """HAProxy from the ALB's listeners and target groups, with real health checks."""
     addresses = {n["resource_id"]: n["ip"] for n in plan["nodes"] if n["kind"] == "instance"}
     lines = ["# Generated by lab/fumidai_lab.py from moto's load balancer, listeners and target groups.",
              "global", "    log stdout format raw local0 info",
-             "    stats socket /run/haproxy.sock mode 600 level admin",
+             # The lab's local AWS API reads target health here (DescribeTargetHealth = what HAProxy sees).
+             f"    stats socket {ALB_STATS_DIR}/stats.sock mode 600 level user",
              "defaults", "    mode http", "    log global", "    option httplog", "    timeout connect 3s",
              "    timeout client 60s", "    timeout server 60s",
              "    # A target that refuses a connection is retried on another (an ALB stops sending to it",
@@ -529,6 +578,8 @@ def render_haproxy(plan: dict, alb: dict) -> str:
              "    retries 2", "    option redispatch 1", "",
              "listen stats", "    bind 127.0.0.1:8404", "    stats enable", "    stats uri /stats", ""]
     groups = {g["target_group_arn"]: g for g in alb["target_groups"]}
+    for group in groups.values():
+        _check_haproxy_inputs(group)
     for listener in alb["listeners"]:
         if listener.get("protocol") != "HTTP":
             lines.append(f"# listener {listener.get('protocol')}:{listener.get('port')} skipped:"
@@ -669,9 +720,14 @@ COMMON_RUN = ["--cap-add", "NET_ADMIN", "--security-opt", "unmask=/proc/sys", "-
               "--sysctl", "net.ipv4.conf.all.send_redirects=0", "--sysctl", "net.ipv4.conf.default.send_redirects=0"]
 
 
-def ensure_container(node: dict, args: list[str], payload: bytes | None = None) -> bool:
-    """Create and start a container unless one with the same definition runs. True when (re)created."""
-    digest = hashlib.sha256(json.dumps([args, payload.hex() if payload else ""]).encode()).hexdigest()[:16]
+def ensure_container(node: dict, args: list[str], payload: bytes | None = None, identity: object = None) -> bool:
+    """Create and start a container unless one with the same definition runs. True when (re)created.
+
+    ``identity``: what defines the container when not all of its arguments and payload do (an instance's
+    network script changes in place, see apply_net_in_place).
+    """
+    defined = identity if identity is not None else [args, payload.hex() if payload else ""]
+    digest = hashlib.sha256(json.dumps(defined).encode()).hexdigest()[:16]
     status, current = container_state(node["container"])
     if status == "running" and current == digest:
         return False
@@ -708,10 +764,14 @@ def build_hosts(plan: dict) -> None:
     # A bridge without masquerading: the host gets the office address on it.
     ensure_network(NET_OFFICE, "--internal", "--subnet", plan["office_cidr"], "--gateway", plan["office_host_ip"])
 
+    remove_stale_instances(plan)
+    previous, created = {}, set()
     for node in plan["nodes"]:
         if node["kind"] in ("instance", "alb", "nat_gateway"):
             # Each node's generated files live in .cache/lab/nodes/<name>/.
-            write_file(CACHE / "nodes" / node["name"] / "net.sh", render_net_script(plan, node), 0o755)
+            path = CACHE / "nodes" / node["name"] / "net.sh"
+            previous[node["name"]] = path.read_text() if path.exists() else None
+            write_file(path, render_net_script(plan, node), 0o755)
 
     for node in plan["nodes"]:
         kind, ip = node["kind"], node["ip"]
@@ -733,17 +793,28 @@ def build_hosts(plan: dict) -> None:
         elif kind == "alb":
             alb = next(a for a in plan["albs"] if a["node"] == node["name"])
             write_file(files / "haproxy.cfg", render_haproxy(plan, alb))
+            stats_dir = AWS_DIR / "alb" / node["name"]
+            stats_dir.mkdir(parents=True, exist_ok=True)
             args = [*base, "--network", network_arg(NET_VPC, ip), "--sysctl", "net.ipv4.ip_forward=0",
-                    "-v", f"{files}:/lab:ro", IMAGE, "sh", "-c",
+                    "-v", f"{files}:/lab:ro", "-v", f"{stats_dir}:{ALB_STATS_DIR}", IMAGE, "sh", "-c",
                     "/lab/net.sh && haproxy -c -q -f /lab/haproxy.cfg && exec haproxy -W -db -f /lab/haproxy.cfg"]
         else:  # instance
-            args = [*base, "--network", network_arg(NET_VPC, ip, node["mac"]),
+            # -t gives the instance a console (/dev/console): what it prints there is its EC2 console output.
+            args = [*base, "-t", "--network", network_arg(NET_VPC, ip, node["mac"]),
                     "--sysctl", "net.ipv4.ip_forward=0", IMAGE]
-        payload = instance_payload((files / "net.sh").read_text()) if kind == "instance" else None
-        changed = ensure_container(node, args, payload)
+        script = (files / "net.sh").read_text() if kind in ("instance", "alb", "nat_gateway") else None
+        payload = instance_payload(script) if kind == "instance" else None
+        # An instance is rebuilt only when its own definition changes; a changed security group membership
+        # (another instance joined its group) is applied in place, as AWS does, keeping its disk and host keys.
+        changed = ensure_container(node, args, payload, identity=[args, UNIT] if kind == "instance" else None)
+        if not changed and script is not None and previous.get(node["name"]) != script:
+            apply_net_in_place(node, CACHE / "nodes" / node["name"] / "net.sh")
         if changed and kind == "instance":
-            # A rebuilt host has new host keys at the same address.
-            KNOWN_HOSTS.unlink(missing_ok=True)
+            created.add(node["container"])
+            # A rebuilt host has new host keys under the same instance ID (on EC2 a rebuilt instance has a new
+            # ID): drop its pin and its old console, so provisioning pins what the new host prints.
+            unpin(node["resource_id"])
+            (CONSOLE_DIR / node["resource_id"]).unlink(missing_ok=True)
         log(f"{node['container']:<28} {ip:<15} {kind}{'' if changed else ' (unchanged)'}")
         for note in node["notes"]:
             log(f"  note: {note}")
@@ -764,6 +835,51 @@ def build_hosts(plan: dict) -> None:
     host_route("replace", [plan["vpc_cidr"], "via", plan["office_router_ip"], "metric", str(ROUTE_METRIC)])
     log(f"route {plan['vpc_cidr']} via {plan['office_router_ip']} (VPN router) from {plan['office_host_ip']}")
     wait_for_instances(plan)
+    publish_consoles(plan, created)
+
+
+def unpin(instance_id: str) -> None:
+    """Forget an instance's pinned host key (the lab rebuilt it)."""
+    pinned = host_keys.read_known_hosts(str(KNOWN_HOSTS))
+    if pinned.pop(instance_id, None) is not None:
+        host_keys.write_known_hosts(str(KNOWN_HOSTS), pinned)
+        log(f"  {instance_id}: rebuilt, its pinned host key is dropped")
+
+
+def publish_consoles(plan: dict, booting: set[str]) -> None:
+    """Give the local AWS API each instance's console (podman logs of its tty since its last boot, as EC2
+    posts the console of the current boot), once it printed its host keys.
+
+    This is the channel provisioning pins host keys from, as it reads EC2's GetConsoleOutput on AWS.
+    ``booting``: containers just created, whose first boot prints the keys (cloud-init does it once per
+    instance, so a container that merely restarted prints none and is published as it is).
+    """
+    CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + CONSOLE_TIMEOUT
+    for node in plan["nodes"]:
+        if node["kind"] != "instance":
+            continue
+        booted = out(["podman", "inspect", "--format", "{{.State.StartedAt.Unix}}", node["container"]])
+        while True:
+            console = podman("logs", "--since", booted, node["container"]).stdout.decode(errors="replace")
+            try:
+                printed = host_keys.parse_console_host_keys(console)
+            except host_keys.HostKeyError as exc:
+                raise LabError(f"{node['name']}: {exc}") from None
+            if printed or node["container"] not in booting:
+                break
+            if time.monotonic() > deadline:
+                raise LabError(f"{node['name']} printed no SSH host keys on its console within {CONSOLE_TIMEOUT}s "
+                               "(fumidai-keys-to-console.service in the image)")
+            time.sleep(1)
+        path = CONSOLE_DIR / node["resource_id"]
+        if not printed and path.exists() and host_keys.parse_console_host_keys(path.read_text()):
+            # A restart prints no keys (first boot only): the console still shows the boot that did, as
+            # EC2's "Get system log" keeps the first boot's keys readable for re-pinning a running instance.
+            continue
+        if not path.exists() or path.read_text() != console:
+            write_file(path, console, 0o600)
+    log(f"consoles published to the local AWS API ({CONSOLE_DIR.relative_to(ROOT)})")
 
 
 def wait_for_instances(plan: dict, timeout: float = 120) -> None:
@@ -810,6 +926,8 @@ def ansible_env() -> dict[str, str]:
             # through the VPN), never at the public IP moto invented.
             "FUMIDAI_BASTION_ADDRESS": "private_ip",
             "FUMIDAI_SSH_PRIVATE_KEY": str(KEY_FILE),
+            # Pinned host keys of the lab's hosts (inventory plugin, playbooks, ssh_config.yml).
+            "FUMIDAI_KNOWN_HOSTS": str(KNOWN_HOSTS),
             # The lab's provisioning outputs next to the lab, not in the project's shared
             # .cache/outputs.yml that any other provisioning run on this machine rewrites.
             "FUMIDAI_OUTPUTS_FILE": str(CACHE / "outputs.yml")}
@@ -836,7 +954,12 @@ def step_keys() -> None:
 
 
 def step_moto() -> None:
-    if moto_local.main(["start"]) != 0:
+    state = moto_local.read_state()
+    if state and state.get("lab_dir") != str(AWS_DIR):
+        raise LabError(f"a moto server started outside the lab runs at {state['endpoint']}: it cannot show the lab "
+                       "hosts' consoles; stop it first (scripts/moto_local.py stop)")
+    AWS_DIR.mkdir(parents=True, exist_ok=True)
+    if moto_local.main(["start", "--lab-dir", str(AWS_DIR)]) != 0:
         raise LabError("the moto server did not start (see .cache/moto/server.log)")
 
 
@@ -844,7 +967,8 @@ def step_provision(web_count: int | None = None) -> None:
     count = resolve_web_count(web_count)
     write_web_instances(count)
     log(f"{count} web server(s) ({WEB_INSTANCES_FILE.relative_to(ROOT)})")
-    playbook("playbooks/provision.yml")
+    # The lab's hosts boot in the next step: their keys are pinned when site.yml provisions again (configure).
+    playbook("playbooks/provision.yml", "-e", "aws_host_keys_enabled=false")
 
 
 def step_hosts() -> None:
@@ -886,22 +1010,38 @@ def step_net() -> None:
         if path.exists() and path.read_text() == script:
             continue
         write_file(path, script, 0o755)
-        if node["kind"] == "instance":
-            # The boot unit's script too, so a later restart keeps the new state.
-            podman("cp", str(path), f"{node['container']}:/usr/local/sbin/fumidai-lab-net")
-            podman("exec", node["container"], "systemctl", "restart", "fumidai-lab-net.service")
-        else:
-            podman("exec", node["container"], "/lab/net.sh")
+        apply_net_in_place(node, path)
         changed += 1
         log(f"{node['container']:<28} {node['ip']:<15} re-applied")
     log(f"{changed} host(s) re-applied, the others unchanged")
+
+
+def apply_net_in_place(node: dict, path: Path) -> None:
+    """Re-apply a running node's routes and security groups from its (new) script, as AWS applies a changed
+    route table or security group to running instances."""
+    if node["kind"] == "instance":
+        # The boot unit's script too, so a later restart keeps the new state.
+        podman("cp", str(path), f"{node['container']}:/usr/local/sbin/fumidai-lab-net")
+        podman("exec", node["container"], "systemctl", "restart", "fumidai-lab-net.service")
+    else:
+        podman("exec", node["container"], "/lab/net.sh")
+
+
+def remove_stale_instances(plan: dict) -> None:
+    """Remove the containers of instances that are gone from the local API (terminated)."""
+    wanted = {n["container"] for n in plan["nodes"]}
+    listed = out(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", f"label={LABEL}.kind=instance"])
+    for container in listed.split():
+        if container not in wanted:
+            podman("rm", "-f", "-t", "0", container)
+            log(f"{container:<28} removed (its instance is gone)")
 
 
 def write_env_file() -> None:
     """`. .cache/lab/env.sh` gives a shell what the lab's ansible runs get."""
     env = ansible_env()
     keys = [*moto_local.environment("x"), "ANSIBLE_CONFIG", "FUMIDAI_BASTION_ADDRESS", "FUMIDAI_SSH_PRIVATE_KEY",
-            "FUMIDAI_OUTPUTS_FILE"]
+            "FUMIDAI_KNOWN_HOSTS", "FUMIDAI_OUTPUTS_FILE"]
     lines = ["# Generated by lab/fumidai_lab.py: the lab's AWS endpoint and inventory settings.",
              f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\""]
     lines += [f"export {key}={shlex.quote(env[key])}" for key in keys]
@@ -911,15 +1051,28 @@ def write_env_file() -> None:
 
 
 def step_configure() -> None:
-    playbook("site.yml")
+    # site.yml ends by waiting until the ALB serves every web host; from the office the lab's ALB is reached
+    # at its lab address (moto's DNS name is a real-world name, never used).
+    state = load_state()
+    extra = ["-e", f"aws_alb_ready_url=http://{state['albs'][0]['ip']}/"] if state and state.get("albs") else []
+    playbook("site.yml", *extra)
 
 
 def step_ssh_config() -> None:
     playbook("playbooks/ssh_config.yml")
 
 
+def step_consoles() -> None:
+    """Publish what each host printed on its console since it booted (after a legitimate key rotation)."""
+    plan = load_state()
+    if not plan:
+        raise LabError("the lab is not up (fumidai_lab.py up)")
+    publish_consoles(plan, booting=set())
+
+
 STEP_FUNCS = {"keys": step_keys, "moto": step_moto, "provision": step_provision, "hosts": step_hosts,
-              "configure": step_configure, "ssh-config": step_ssh_config, "net": step_net}
+              "configure": step_configure, "ssh-config": step_ssh_config, "net": step_net,
+              "consoles": step_consoles}
 
 
 def run_steps(steps: list[str], web_count: int | None = None) -> None:
@@ -977,6 +1130,7 @@ def down(keep_moto: bool = False) -> None:
         log(f"removed prohibit route for {cidr}")
     STATE_FILE.unlink(missing_ok=True)
     KNOWN_HOSTS.unlink(missing_ok=True)
+    shutil.rmtree(AWS_DIR, ignore_errors=True)
     (CACHE / "env.sh").unlink(missing_ok=True)
     (CACHE / "outputs.yml").unlink(missing_ok=True)
     WEB_INSTANCES_FILE.unlink(missing_ok=True)
@@ -1019,7 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
                       "else what the lab was provisioned with, else lab_web_count in lab/vars.yml)")
     up.add_argument("--web-count", type=int, help=web_count_help)
     step = sub.add_parser("step", help="run one step")
-    step.add_argument("name", choices=[*STEPS, "net"])
+    step.add_argument("name", choices=[*STEPS, "net", "consoles"])
     step.add_argument("--web-count", type=int, help=web_count_help)
     dn = sub.add_parser("down", help="take everything down")
     dn.add_argument("--keep-moto", action="store_true", help="leave the moto server running")

@@ -3,7 +3,7 @@
 SSH master connection.
 
     bastion_hop.py --control-path PATH [--persist 60s] [--port 22] [--identity KEY]
-                   [--option StrictHostKeyChecking=accept-new ...] USER@BASTION TARGET_HOST TARGET_PORT
+                   [--option HostKeyAlias=i-0123... ...] USER@BASTION TARGET_HOST TARGET_PORT
 
 Why a wrapper and not ``ControlMaster=auto`` in the ProxyCommand: on a cold start, twenty parallel hops
 with ``auto`` all find no master and all log in to the bastion at once; a bastion at Debian's default
@@ -28,6 +28,7 @@ import socket
 import sys
 
 MASTER_TIMEOUT = 60  # seconds for the master to authenticate before we give up
+HOST_KEY_FAILURE = "Host key verification failed"  # what ssh prints when a key does not match its pin
 VALUE_OPTIONS = {"--control-path": "control_path", "--persist": "persist", "--port": "port",
                  "--identity": "identity", "--ssh": "ssh"}
 
@@ -137,6 +138,17 @@ def open_master(args: HopArgs) -> tuple[bool, str]:
     return code == 0, text
 
 
+def host_key_advice(args: HopArgs) -> str:
+    """What to do when the bastion's key is not the pinned one (ssh's own message names only the alias)."""
+    options = dict(o.split("=", 1) for o in args.option if "=" in o)
+    alias = options.get("HostKeyAlias", args.login)
+    known_hosts = options.get("UserKnownHostsFile", "the project's known_hosts file")
+    return (f"bastion_hop: the bastion ({alias}) did not present the SSH host key pinned for it in {known_hosts}; "
+            "nothing was sent through it. If the instance was legitimately rebuilt, re-pin it: "
+            f"ansible-playbook playbooks/host_keys.yml -e host_keys_repin={alias} (shows old and new "
+            "fingerprints); otherwise treat it as a possible man in the middle.\n")
+
+
 def ensure_master(args: HopArgs) -> None:
     if master_alive(args):
         return
@@ -155,8 +167,7 @@ def ensure_master(args: HopArgs) -> None:
             if os.stat(failure_file).st_mtime >= waited_since:
                 # The hop we waited for just failed: do not hammer the bastion with the same attempt.
                 with open(failure_file) as reason:
-                    sys.stderr.write(reason.read())
-                sys.exit(255)
+                    fail(args, reason.read(), failure_file)
         except FileNotFoundError:
             pass
         ok, text = open_master(args)
@@ -165,10 +176,28 @@ def ensure_master(args: HopArgs) -> None:
                 os.unlink(failure_file)
             return
         message = f"bastion_hop: cannot open the shared connection to {args.login}:\n{text}"
+        if HOST_KEY_FAILURE in text:
+            message += host_key_advice(args)
         with open(failure_file, "w") as reason:
             reason.write(message)
-        sys.stderr.write(message)
-        sys.exit(255)
+        fail(args, message, failure_file)
+
+
+def fail(args: HopArgs, message: str, failure_file: str) -> None:
+    """Report why the bastion cannot be used, where the person running Ansible will see it, and exit.
+
+    With ControlPersist (Ansible's default) ssh sends a ProxyCommand's stderr to /dev/null, so the full
+    message on stderr reaches only plain ssh users. The one line ssh always shows is what it received instead
+    of an SSH version string: ``Bad remote protocol version identification: '<first 100 characters>'``.
+    So the gist goes there, pointing to the file that holds the whole message.
+    """
+    sys.stderr.write(message)
+    alias = dict(o.split("=", 1) for o in args.option if "=" in o).get("HostKeyAlias", args.login)
+    gist = (f"bastion {alias} did not present its pinned host key" if HOST_KEY_FAILURE in message
+            else f"cannot reach the bastion {args.login}")
+    sys.stdout.write(f"SSH-fumidai-hop: {gist}; see {failure_file}\r\n")
+    sys.stdout.flush()
+    sys.exit(255)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,6 +48,27 @@ mmdebstrap --variant=minbase --mode=root --format=tar \
   --customize-hook='chroot "$1" systemctl mask systemd-resolved.service getty@tty1.service console-getty.service || true' \
   --customize-hook='printf "[Unit]\nDescription=Generate missing SSH host keys at boot (as cloud-init does on first boot)\nBefore=ssh.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service"' \
   --customize-hook='chroot "$1" systemctl enable ssh-hostkeys.service' \
+  --customize-hook='install -m 0755 /dev/stdin "$1/usr/local/sbin/fumidai-keys-to-console" <<"SCRIPT"
+#!/bin/sh
+# What cloud-init does at the end of an instance'"'"'s first boot (keys_to_console, tools/write-ssh-key-fingerprints):
+# print the SSH host key fingerprints and public keys to the serial console, through logger, so each line
+# carries a syslog prefix. EC2 returns that console through GetConsoleOutput; the lab publishes it to its
+# local AWS API, and provisioning pins the keys from there.
+{
+echo
+echo "#############################################################"
+echo "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
+for f in /etc/ssh/ssh_host_*key.pub; do [ -f "$f" ] && ssh-keygen -l -f "$f"; done
+echo "-----END SSH HOST KEY FINGERPRINTS-----"
+echo "#############################################################"
+echo "-----BEGIN SSH HOST KEY KEYS-----"
+for f in /etc/ssh/ssh_host_*key.pub; do [ -f "$f" ] && cat "$f"; done
+echo "-----END SSH HOST KEY KEYS-----"
+} | logger -p user.info --stderr -t ec2 2>/dev/console
+mkdir -p /var/lib/fumidai && touch /var/lib/fumidai/keys-printed
+SCRIPT' \
+  --customize-hook='printf "[Unit]\nDescription=Print the SSH host keys to the console once per instance (as cloud-init does)\nAfter=ssh-hostkeys.service\nConditionPathExists=!/var/lib/fumidai/keys-printed\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/local/sbin/fumidai-keys-to-console\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/fumidai-keys-to-console.service"' \
+  --customize-hook='chroot "$1" systemctl enable fumidai-keys-to-console.service' \
   --customize-hook=': > "$1/etc/machine-id"' \
   bookworm - "${mirror}" "${mirror%/debian}/debian-security bookworm-security main" \
   | podman import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "${image}:${tag}"

@@ -62,15 +62,19 @@ def wait_until_up(endpoint: str, timeout: float = 30.0) -> None:
             time.sleep(0.2)
 
 
-def spawn(port: int, log_path: Path) -> subprocess.Popen:
-    """Start the server in its own process group (so stop kills it whole)."""
+def spawn(port: int, log_path: Path, lab_dir: Path | None = None) -> subprocess.Popen:
+    """Start the server in its own process group (so stop kills it whole).
+
+    ``lab_dir``: where a lab publishes its hosts' consoles and its ALB's health (scripts/moto_server.py);
+    without it the server synthesizes each instance's console.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve().parent / "moto_server.py"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    command = [sys.executable, str(Path(__file__).resolve().parent / "moto_server.py"),
+               "--host", "127.0.0.1", "--port", str(port)]
+    if lab_dir:
+        command += ["--lab-dir", str(lab_dir)]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def read_state() -> dict | None:
@@ -92,10 +96,11 @@ def cmd_start(args) -> int:
         return 0
     port = args.port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    proc = spawn(port, STATE_DIR / "server.log")
+    proc = spawn(port, STATE_DIR / "server.log", args.lab_dir)
     wait_until_up(endpoint)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(json.dumps({"pid": proc.pid, "endpoint": endpoint, "region": args.region}))
+    STATE_FILE.write_text(json.dumps({"pid": proc.pid, "endpoint": endpoint, "region": args.region,
+                                      "lab_dir": str(args.lab_dir or "")}))
     print(f"moto server running at {endpoint} (pid {proc.pid})")
     return 0
 
@@ -155,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--region", default=DEFAULT_REGION)
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("start").set_defaults(func=cmd_start)
+    start = sub.add_parser("start")
+    start.add_argument("--lab-dir", type=Path, help="a lab's directory of consoles and ALB health (the lab sets it)")
+    start.set_defaults(func=cmd_start)
     sub.add_parser("stop").set_defaults(func=cmd_stop)
     sub.add_parser("env").set_defaults(func=cmd_env)
     run = sub.add_parser("run")

@@ -19,6 +19,19 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import moto_local  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def pinned_keys_stay_out_of_the_project(tmp_path_factory):
+    """Provisioning pins host keys in known_hosts_file: tests pin into a file of their own, never into the
+    project's .cache/known_hosts (a test that needs a specific file sets FUMIDAI_KNOWN_HOSTS itself)."""
+    saved = os.environ.get("FUMIDAI_KNOWN_HOSTS")
+    os.environ["FUMIDAI_KNOWN_HOSTS"] = str(tmp_path_factory.mktemp("pins") / "known_hosts")
+    yield
+    if saved is None:
+        os.environ.pop("FUMIDAI_KNOWN_HOSTS", None)
+    else:
+        os.environ["FUMIDAI_KNOWN_HOSTS"] = saved
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory):
     """A moto server on 127.0.0.1 (free port) for the whole session."""
@@ -84,3 +97,13 @@ def run_report_playbook(playbook: str, output_var: str, report_file: Path, *args
     proc = run_playbook(playbook, *args, "-e", f"{output_var}={report_file}", **kwargs)
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     return proc, report
+
+
+def ssh_resolved(config: Path, host: str) -> dict[str, list[str]]:
+    """How OpenSSH resolves ``host`` with ``config`` (ssh -G: reads the config, connects to nothing)."""
+    out = subprocess.run(["ssh", "-G", "-F", str(config), host], capture_output=True, text=True, check=True).stdout
+    settings: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        settings.setdefault(key, []).append(value)
+    return settings

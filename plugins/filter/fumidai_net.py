@@ -8,18 +8,36 @@ any AWS call.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
+from pathlib import Path
 
 DOCUMENTATION = r"""
 name: fumidai_net
 short_description: Validate fumidai's network, access and instance variables
 description:
   - C(fumidai_network_problems) checks vpc_cidr, subnets, nat_gateway_subnet and nat_instance_subnet.
-  - C(fumidai_admin_cidr_problems) checks admin_cidrs against allow_ssh_from_anywhere.
+  - C(fumidai_admin_cidr_problems) checks admin_cidrs against allow_ssh_from_anywhere (the one validator, shared with
+    the bastion role and the audit; the limits are documented in plugins/module_utils/fumidai_access.py).
   - C(fumidai_web_instance_problems) checks web_instances against subnets.
+  - C(fumidai_port_problems) checks a list of TCP ports (security group rules are built from it).
+  - C(fumidai_forward_problems) checks a forward list ({proto, port} entries, as nat_instance_forward_ports).
+  - C(fumidai_forward_rules) turns a forward list into amazon.aws.ec2_security_group rules for given peers.
   - Each returns a list of messages naming the variable and the problem (empty when valid).
 """
+
+
+def _load_access():
+    """fumidai_access lives in the project's module_utils (the audit uses it too); load it by path."""
+    path = Path(__file__).resolve().parent.parent / "module_utils" / "fumidai_access.py"
+    spec = importlib.util.spec_from_file_location("fumidai_access", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+access = _load_access()
 
 SUBNET_TIERS = ("public", "private")
 NAT_KINDS = ("nat_gateway", "nat_instance")
@@ -131,32 +149,10 @@ def fumidai_network_problems(vpc_cidr, subnets, nat_gateway_subnet=None, nat_ins
     return problems
 
 
-def fumidai_admin_cidr_problems(admin_cidrs, allow_ssh_from_anywhere=False):
-    """Problems with the sources allowed to SSH to the bastion."""
-    if isinstance(admin_cidrs, str):
-        return [f"admin_cidrs: must be a list of CIDRs (got the string {admin_cidrs!r}; write [{admin_cidrs!r}])"]
-    if not isinstance(admin_cidrs, list) or not admin_cidrs:
-        return [
-            "admin_cidrs: is empty; set it to your office/VPN ranges"
-            " (e.g. -e '{\"admin_cidrs\": [\"203.0.113.0/24\"]}'),"
-            " the only sources allowed to SSH to the bastion"
-        ]
-    problems = []
-    for index, cidr in enumerate(admin_cidrs):
-        text = str(cidr).strip()
-        try:
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            problems.append(f"admin_cidrs[{index}]: {cidr!r} is not a valid CIDR ({exc})")
-            continue
-        if "/" not in text:
-            problems.append(f"admin_cidrs[{index}]: {cidr!r} is not a CIDR (write {network})")
-        elif network.prefixlen == 0 and not allow_ssh_from_anywhere:
-            problems.append(
-                f"admin_cidrs[{index}]: {network} opens SSH to the whole internet;"
-                " set allow_ssh_from_anywhere: true if you really mean it"
-            )
-    return problems
+def fumidai_admin_cidr_problems(admin_cidrs, allow_ssh_from_anywhere=False, variable="admin_cidrs"):
+    """Problems with the sources allowed to SSH to the bastion (too broad unless allow_ssh_from_anywhere);
+    ``variable`` names the list in the messages (the bastion role passes bastion_admin_cidrs)."""
+    return access.admin_cidr_problems(admin_cidrs, allow_ssh_from_anywhere, variable)
 
 
 def fumidai_web_instance_problems(web_instances, subnets):
@@ -188,10 +184,46 @@ def fumidai_web_instance_problems(web_instances, subnets):
     return problems
 
 
+def fumidai_port_problems(ports, variable="ports"):
+    """Problems with a list of TCP ports (1-65535); [] when it is one (an empty list is one)."""
+    if isinstance(ports, (str, dict)) or not isinstance(ports, (list, tuple)):
+        return [f"{variable}: must be a list of TCP ports (1-65535), e.g. [80, 443] (got {ports!r})"]
+    bad = [port for port in ports if isinstance(port, bool) or not re.fullmatch(r"[0-9]{1,5}", str(port).strip())
+           or not 1 <= int(str(port).strip()) <= 65535]
+    if bad:
+        verb = "is not a TCP port" if len(bad) == 1 else "are not TCP ports"
+        return [f"{variable}: {', '.join(repr(p) for p in bad)} {verb} (1-65535)"]
+    return []
+
+
+def fumidai_forward_problems(entries, variable="nat_instance_forward_ports"):
+    """Problems with a forward list ({proto: tcp|udp, port: N} or {proto: icmp} entries)."""
+    return access.forward_problems(entries, variable)
+
+
+def fumidai_forward_rules(entries, peers, peer_key="cidr_ip", rule_desc="", extra_tcp_ports=()):
+    """amazon.aws.ec2_security_group rules admitting (or, in rules_egress, sending) a forward list to or from
+    each peer; ``extra_tcp_ports`` adds TCP ports (the NAT instance's own updates). Duplicates are dropped."""
+    sets = access.forward_sets(entries)
+    sets["tcp"] |= {int(p) for p in extra_tcp_ports}
+    described = {"rule_desc": rule_desc} if rule_desc else {}
+    rules = []
+    for peer in peers:
+        for proto in ("tcp", "udp"):
+            rules += [{"proto": proto, "from_port": port, "to_port": port, peer_key: peer, **described}
+                      for port in sorted(sets[proto])]
+        if sets["icmp"]:
+            rules.append({"proto": "icmp", "from_port": -1, "to_port": -1, peer_key: peer, **described})
+    return rules
+
+
 class FilterModule:
     def filters(self):
         return {
             "fumidai_network_problems": fumidai_network_problems,
             "fumidai_admin_cidr_problems": fumidai_admin_cidr_problems,
             "fumidai_web_instance_problems": fumidai_web_instance_problems,
+            "fumidai_port_problems": fumidai_port_problems,
+            "fumidai_forward_problems": fumidai_forward_problems,
+            "fumidai_forward_rules": fumidai_forward_rules,
         }

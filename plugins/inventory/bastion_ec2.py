@@ -7,7 +7,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,13 +122,19 @@ options:
       - Inventory hostname sources in order of precedence; the first one an instance has wins.
       - One of C(tag:<key>), C(instance-id), C(private-ip-address), C(private-dns-name), C(public-ip-address),
         C(public-dns-name).
+      - Tag values are untrusted. A name is used only if it is 1-63 letters, digits, C(.), C(_) or C(-), starts
+        with a letter, digit or C(_), and is not C(localhost), C(all), C(ungrouped) or another instance's ID;
+        anything else falls back to the instance ID, with a warning naming the instance.
       - Duplicate names are made unique and stable by suffixing every colliding host with its instance ID,
         with a warning.
     type: list
     elements: str
     default: ['tag:Name', 'instance-id']
   bastion_tags:
-    description: Tags that identify a VPC's bastion (all must match). The bastion must be in the same VPC.
+    description:
+      - Tags that identify a VPC's bastion (all must match), in addition to the project tag
+        (O(project_tag_key)=O(project_tag_value)). The bastion must be in the same VPC and running.
+      - Two candidates in one VPC are an error (an instance anyone tagged must not silently become the way in).
     type: dict
     default: {Role: bastion}
   bastion_address:
@@ -163,17 +168,23 @@ options:
     env:
       - name: FUMIDAI_SSH_PRIVATE_KEY
       - name: ANSIBLE_PRIVATE_KEY_FILE
-  bastion_host_key_checking:
+  known_hosts_file:
     description:
-      - C(StrictHostKeyChecking) for the hop to the bastion (the hop cannot prompt).
-      - Default follows Ansible's C(host_key_checking) setting - V(accept-new) when it is on, V(no) (with
-        an empty known-hosts file) when it is off.
-    type: str
-    choices: [accept-new, 'yes', 'no']
+      - The project's known_hosts file, where provisioning pins every instance's SSH host keys under its instance ID
+        (read from the instance's EC2 console output; see C(playbooks/host_keys.yml)).
+      - Every host's connection, and the hop to the bastion, names the instance ID as C(HostKeyAlias), trusts this
+        file only (C(UserKnownHostsFile)) and refuses any key that is not pinned there (C(StrictHostKeyChecking=yes)).
+        There is no setting that turns checking off.
+      - Default C(.cache/known_hosts) next to the C(ansible.cfg) in use (the same file as the C(known_hosts_file)
+        variable in the project's group_vars).
+    type: path
     env:
-      - name: FUMIDAI_BASTION_HOST_KEY_CHECKING
+      - name: FUMIDAI_KNOWN_HOSTS
   bastion_ssh_options:
-    description: Extra C(-o) options for the hop to the bastion, such as V(ServerAliveInterval=15).
+    description:
+      - Extra C(-o) options for the hop to the bastion, such as V(ServerAliveInterval=15), in C(Key=value) form.
+      - Options that decide whom ssh trusts or what it runs (C(StrictHostKeyChecking), C(UserKnownHostsFile),
+        C(HostKeyAlias), C(ProxyCommand), C(LocalCommand)...) are refused.
     type: list
     elements: str
     default: []
@@ -251,16 +262,20 @@ cache_timeout: 300
 
 
 
-def _load_topology():
-    """fumidai_topology lives in the project's module_utils; the controller imports it by path."""
-    path = Path(__file__).resolve().parent.parent / "module_utils" / "fumidai_topology.py"
-    spec = importlib.util.spec_from_file_location("fumidai_topology", path)
+def _load_module_util(name: str):
+    """The project's module_utils are not importable by name on the controller: load one by path."""
+    path = Path(__file__).resolve().parent.parent / "module_utils" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-topology = _load_topology()
+topology = _load_module_util("fumidai_topology")
+ssh = _load_module_util("fumidai_ssh")
+ssh_percent_escape = ssh.ssh_percent_escape
+proxy_word = ssh.proxy_word
+control_path_for = ssh.control_path_for
 
 HOSTNAME_SOURCES = {
     "instance-id": "instance_id",
@@ -271,6 +286,7 @@ HOSTNAME_SOURCES = {
 }
 CACHE_FORMAT = 2
 BASTION_FACTS = ("name", "instance_id", "address", "user", "port")
+KNOWN_HOSTS_DEFAULT = os.path.join(".cache", "known_hosts")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 DEFAULT_HOP_SCRIPT = Path(__file__).resolve().parent.parent.parent / "scripts" / "bastion_hop.py"
 
@@ -331,54 +347,44 @@ def named_record(resource: dict, id_key: str) -> dict:
     return {"id": resource[id_key], "name": tags.get("Name") or None}
 
 
-# --------------------------------------------------------------------------- ssh quoting
-def ssh_percent_escape(text: str) -> str:
-    """ssh expands %-tokens in ProxyCommand and ControlPath: a literal % must be written %%."""
-    return str(text).replace("%", "%%")
-
-
-def proxy_word(text: str) -> str:
-    """One literal word of a ProxyCommand: shell-quoted (ssh runs it with sh -c) and %-escaped."""
-    return ssh_percent_escape(shlex.quote(str(text)))
-
-
-def control_path_for(directory: str, user: str, address: str, port: int) -> str:
-    """A token-free ControlPath per bastion login: identical in the hop and in the bastion's own
-    connection, short enough for a unix socket, and nothing for ssh to expand per target."""
-    digest = hashlib.sha1(f"{user}@{address}:{port}".encode()).hexdigest()[:12]
-    return os.path.join(os.path.expanduser(directory), f"fumidai-hop-{digest}")
-
-
+# --------------------------------------------------------------------------- ssh commands
 def hop_command(bastion: dict, settings: dict) -> str:
     """The ProxyCommand that carries a private host's connection through ``bastion``.
 
     Every literal word is shell-quoted and %-escaped; only the target tokens %h and %p are left for the
     outer ssh to expand. The shared master's ControlPath is a literal path, so no per-target expansion
-    can split it into one master per host.
+    can split it into one master per host. The bastion's key is checked against its pin like any host's.
     """
     login = f"{bastion['user']}@{bastion['address']}"
+    options = ssh.host_key_options(bastion["instance_id"], settings["known_hosts"]) + settings["ssh_options"]
     if settings["multiplex"]:
         words = [settings["python"], settings["hop_script"],
                  "--control-path", bastion["control_path"], "--persist", settings["control_persist"],
                  "--port", str(bastion["port"])]
         if settings["key"]:
             words += ["--identity", settings["key"]]
-        for option in settings["ssh_options"]:
+        for option in options:
             words += ["--option", option]
         words.append(login)
         return " ".join(proxy_word(w) for w in words) + " %h %p"
     words = ["ssh", "-p", str(bastion["port"]), "-o", "BatchMode=yes"]
     if settings["key"]:
         words += ["-i", settings["key"], "-o", "IdentitiesOnly=yes"]
-    for option in settings["ssh_options"]:
+    for option in options:
         words += ["-o", option]
     # Brackets keep IPv6 targets apart from the port; quotes keep sh from globbing them.
     return " ".join(proxy_word(w) for w in words) + " -W '[%h]:%p' " + proxy_word(login)
 
 
 def proxy_common_args(bastion: dict, settings: dict) -> str:
-    """ansible_ssh_common_args for a hopped host: Ansible shlex-splits it, ssh takes the rest raw."""
-    return "-o " + shlex.quote("ProxyCommand=" + hop_command(bastion, settings))
+    """The ProxyCommand part of a hopped host's ansible_ssh_common_args (Ansible shlex-splits it)."""
+    return ssh.common_args(["ProxyCommand=" + hop_command(bastion, settings)])
+
+
+def connection_args(instance_id: str, bastion: dict | None, settings: dict) -> str:
+    """ansible_ssh_common_args for a host: its pinned host key, and the hop when it is reached through one."""
+    args = ssh.common_args(ssh.host_key_options(instance_id, settings["known_hosts"]))
+    return args + (" " + proxy_common_args(bastion, settings) if bastion else "")
 
 
 # --------------------------------------------------------------------------- errors
@@ -567,7 +573,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _add_missing_bastions(self, data: dict, clients: dict, filters: dict) -> None:
         """Filters may leave a VPC's bastion out of the host list (e.g. only role web): find it separately,
         one call per region and only then, so the hop still works."""
-        wanted = self.get_option("bastion_tags") or {}
+        wanted = self._bastion_tags()
         for region, result in data["regions"].items():
             vpcs_with_bastion = {i["vpc_id"] for i in result["instances"] if self._is_bastion(i)}
             missing = sorted({i["vpc_id"] for i in result["instances"] if i["vpc_id"]} - vpcs_with_bastion)
@@ -576,7 +582,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 continue
             api_filters = [{"Name": "vpc-id", "Values": missing},
                            {"Name": "instance-state-name", "Values": ["running"]}]
-            api_filters += [{"Name": f"tag:{k}", "Values": [str(v)]} for k, v in wanted.items()]
+            api_filters += [{"Name": f"tag:{k}", "Values": [v]} for k, v in wanted.items()]
             try:
                 pages = clients[region].get_paginator("describe_instances").paginate(Filters=api_filters)
                 result["extra_bastions"] = [instance_record(i, region) for page in pages
@@ -586,10 +592,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     from None
 
     # ------------------------------------------------------------------ inventory
+    def _bastion_tags(self) -> dict:
+        """What a bastion carries: bastion_tags and the project tag (not just anything tagged Role=bastion)."""
+        wanted = {k: str(v) for k, v in (self.get_option("bastion_tags") or {}).items()}
+        key = self.get_option("project_tag_key")
+        if wanted and key:
+            wanted[key] = str(self.get_option("project_tag_value"))
+        return wanted
+
     def _is_bastion(self, instance: dict) -> bool:
-        wanted = self.get_option("bastion_tags") or {}
+        wanted = self._bastion_tags()
         tags = instance["ec2_tags"]
-        return bool(wanted) and all(tags.get(k) == str(v) for k, v in wanted.items())
+        return bool(wanted) and all(tags.get(k) == v for k, v in wanted.items())
 
     def _hostname(self, instance: dict) -> str | None:
         for source in self.get_option("hostnames"):
@@ -604,15 +618,34 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 return str(value)
         return None
 
+    def _safe_hostname(self, instance: dict, instance_ids: set) -> str:
+        """The instance's name if it is safe for hostnames, ssh configs, templates and shells; else its ID."""
+        name = self._hostname(instance)
+        if name is None or name == instance["instance_id"]:
+            return instance["instance_id"]
+        if ssh.safe_host_name(name) and name not in instance_ids:
+            return name
+        self.display.warning(f"bastion_ec2: instance {instance['instance_id']} is named {ssh.shown(name)}, which is "
+                             "not a safe host name (1-63 letters, digits, '.', '_', '-'); listing it as "
+                             f"{instance['instance_id']}")
+        return instance["instance_id"]
+
+    def _known_hosts_file(self) -> str:
+        """The option, else .cache/known_hosts next to the ansible.cfg in use (as group_vars say), else cwd."""
+        configured = self.get_option("known_hosts_file")
+        if configured:
+            return os.path.abspath(os.path.expanduser(configured))
+        base = os.path.dirname(C.CONFIG_FILE) if C.CONFIG_FILE else os.getcwd()
+        return os.path.join(base, KNOWN_HOSTS_DEFAULT)
+
     def _hop_settings(self) -> dict:
         key = self.get_option("private_key_file")
-        checking = self.get_option("bastion_host_key_checking")
-        if not checking:
-            checking = "accept-new" if C.HOST_KEY_CHECKING else "no"
-        options = [f"StrictHostKeyChecking={checking}"]
-        if checking == "no":
-            options.append("UserKnownHostsFile=/dev/null")
-        options += list(self.get_option("bastion_ssh_options") or [])
+        try:
+            options = ssh.check_user_options(list(self.get_option("bastion_ssh_options") or []))
+            known_hosts = self._known_hosts_file()
+            ssh.config_path(known_hosts)
+        except ssh.SshValueError as exc:
+            raise AnsibleError(f"bastion_ec2: {exc}") from None
         hop_script = self.get_option("hop_script") or str(DEFAULT_HOP_SCRIPT)
         multiplex = self.get_option("multiplex")
         if multiplex and not os.path.isfile(hop_script):
@@ -620,6 +653,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return {
             "key": os.path.expanduser(key) if key else None,
             "ssh_options": options,
+            "known_hosts": known_hosts,
             "multiplex": multiplex,
             "control_persist": self.get_option("control_persist"),
             "hop_script": hop_script,
@@ -672,6 +706,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
             bastion = bastions.get(vpc_id)
             is_bastion = bastion is not None and bastion["instance_id"] == instance["instance_id"]
+            hop = None
             if is_bastion:
                 hostvars["ansible_host"] = bastion["address"]
                 hostvars["ansible_user"] = user
@@ -689,7 +724,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     if mode == "private_ip" and public and not proxy_public:
                         pass  # on the VPN a public-subnet host is reached directly on its private IP
                     elif bastion:
-                        hostvars["ansible_ssh_common_args"] = proxy_common_args(bastion, settings)
+                        hop = bastion
                         hostvars["bastion"] = {k: bastion[k] for k in BASTION_FACTS}
                     elif vpc_id not in warned_vpcs:
                         warned_vpcs.add(vpc_id)
@@ -697,6 +732,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                             f"bastion_ec2: VPC {vpc_id} ({vpc_names.get(vpc_id) or 'no Name tag'}) has no running "
                             f"bastion (tags {self.get_option('bastion_tags')}): its private hosts are listed "
                             f"without a ProxyCommand and are not reachable through a bastion")
+            # Every host, the bastion included: its pinned key under its instance ID, nothing trusted on first use.
+            hostvars["ansible_ssh_common_args"] = connection_args(instance["instance_id"], hop, settings)
             if settings["key"]:
                 hostvars["ansible_ssh_private_key_file"] = settings["key"]
 
@@ -722,8 +759,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _unique_names(self, instances: list[dict]) -> dict:
         by_name: dict[str, list[dict]] = {}
+        instance_ids = {i["instance_id"] for i in instances}
         for instance in instances:
-            by_name.setdefault(self._hostname(instance) or instance["instance_id"], []).append(instance)
+            by_name.setdefault(self._safe_hostname(instance, instance_ids), []).append(instance)
         names = {}
         for name, members in by_name.items():
             if len(members) == 1:
@@ -734,16 +772,30 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.warning(f"bastion_ec2: {len(members)} instances share the name {name!r} ({ids}); "
                                  f"listing them as {name}_<instance-id>")
             for member in members:
-                names[member["instance_id"]] = f"{name}_{member['instance_id']}"
+                # Still within the 63 characters of a safe name (and a DNS label).
+                names[member["instance_id"]] = f"{name[:62 - len(member['instance_id'])]}_{member['instance_id']}"
         return names
 
     def _bastions(self, instances, extra, names, mode, user, port, cp_dir) -> dict:
-        """The bastion of each VPC: the first matching running instance by ID (stable)."""
+        """The bastion of each VPC: its one running instance with the bastion and project tags.
+
+        Two candidates are an error, not a pick: whoever can launch and tag an instance must not be able to
+        become the way in by having a lower instance ID.
+        """
+        candidates: dict[str, list[dict]] = {}
+        for instance in [i for i in instances if self._is_bastion(i)] + extra:
+            if instance.get("state") in (None, "running"):
+                candidates.setdefault(instance["vpc_id"], []).append(instance)
+        duplicated = {vpc: sorted(i["instance_id"] for i in found)
+                      for vpc, found in candidates.items() if len(found) > 1}
+        if duplicated:
+            described = "; ".join(f"{vpc}: {', '.join(ids)}" for vpc, ids in sorted(duplicated.items()))
+            raise AnsibleError(f"bastion_ec2: more than one running instance is tagged as the bastion "
+                               f"({self._bastion_tags()}) in a VPC ({described}). fumidai will not guess which one "
+                               "to trust: terminate or untag the one you did not launch.")
         bastions = {}
-        for instance in sorted([i for i in instances if self._is_bastion(i)] + extra, key=lambda i: i["instance_id"]):
-            vpc_id = instance["vpc_id"]
-            if vpc_id in bastions:
-                continue
+        safe_ids = {i["instance_id"] for i in instances + extra}
+        for vpc_id, (instance,) in sorted(candidates.items()):
             if mode == "public_ip":
                 address = instance["public_ip_address"]
                 if not address:
@@ -756,7 +808,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 continue
             bastions[vpc_id] = {
                 "instance_id": instance["instance_id"],
-                "name": names.get(instance["instance_id"]) or self._hostname(instance) or instance["instance_id"],
+                "name": names.get(instance["instance_id"]) or self._safe_hostname(instance, safe_ids),
                 "address": address,
                 "user": user,
                 "port": port,

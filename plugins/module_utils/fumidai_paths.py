@@ -20,6 +20,8 @@ import ipaddress
 import re
 
 try:
+    from ansible.module_utils.fumidai_text import name as shown_name
+    from ansible.module_utils.fumidai_text import text as shown_text
     from ansible.module_utils.fumidai_topology import (
         default_route,
         route_table_for_subnet,
@@ -27,6 +29,8 @@ try:
         tags_dict,
     )
 except ImportError:  # imported from plugins/module_utils directly (unit tests)
+    from fumidai_text import name as shown_name
+    from fumidai_text import text as shown_text
     from fumidai_topology import default_route, route_table_for_subnet, route_target, tags_dict
 
 PASS = "PASS"
@@ -48,14 +52,16 @@ class DoctorError(Exception):
 
 
 # --------------------------------------------------------------------------
-# Naming: every message names resources as "Name (id)".
+# Naming: every message names resources as "Name (id)". Names are tag values,
+# untrusted: they go through fumidai_text.name (bare when plain, else quoted and
+# escaped), so no tag can forge a report line, repaint the terminal or be templated.
 
 def label(resource: dict | None, resource_id: str | None = None) -> str:
     if resource is None:
-        return resource_id or "?"
+        return shown_name(resource_id or "?")
     rid = resource_id or resource_id_of(resource)
     name = tags_dict(resource).get("Name")
-    return f"{name} ({rid})" if name and name != rid else rid
+    return f"{shown_name(name)} ({shown_name(rid)})" if name and name != rid else shown_name(rid)
 
 
 def resource_id_of(resource: dict) -> str:
@@ -219,10 +225,12 @@ class State:
     def resolve_instance(self, spec: str, what: str) -> dict:
         matches = self.find_instances(spec)
         if not matches:
-            raise DoctorError(f"no {what} instance named or with id '{spec}' (terminated instances are ignored)")
+            raise DoctorError(f"no {what} instance named or with id '{shown_text(spec)}' "
+                              f"(terminated instances are ignored)")
         if len(matches) > 1:
             ids = ", ".join(i["instance_id"] for i in matches)
-            raise DoctorError(f"{len(matches)} instances are named '{spec}' ({ids}): give the instance id instead")
+            raise DoctorError(f"{len(matches)} instances are named '{shown_text(spec)}' ({ids}): "
+                              f"give the instance id instead")
         return matches[0]
 
     def instance_by_id(self, instance_id: str) -> dict | None:
@@ -372,8 +380,9 @@ class Walk:
             return self.passed(name, how)
         names = ", ".join(label(g) for g in groups) or "no security group"
         return self.blocked(name, f"{owner_text}'s security group {names} does not allow TCP {port} out to {peer_text}",
-                            f"Add an outbound rule to {names}: TCP {port} to {peer_text} "
-                            f"(the default 'all traffic to 0.0.0.0/0' rule does).")
+                            f"Add an outbound rule to {names}: TCP {port} to {peer_text} only (fumidai's groups "
+                            "allow just what each tier needs out: see aws_security_groups_forward_ports and "
+                            "aws_security_groups_update_ports).")
 
     def nacl_problems(self, subnet_id: str, egress: bool, ports: tuple[int, int], peer_net) -> list[tuple[str, str]]:
         nacl = self.state.nacl_for_subnet(subnet_id)
@@ -521,10 +530,10 @@ def walk_http(state: State, target: dict, port: int = 80) -> Walk:
     walk.internet_gateway(vpc_id)
     alb, albs = _alb_for(state, target)
     later = ["load balancer subnets", "load balancer security group", "listener", "target registration",
-             "load balancer outbound rule", "target security group", "network ACLs"]
+             "load balancer outbound rule", "target security group", "network ACLs", "target health"]
     if alb is None:
         if albs:
-            names = ", ".join(lb["load_balancer_name"] for lb in albs)
+            names = ", ".join(shown_name(lb["load_balancer_name"]) for lb in albs)
             walk.blocked("load balancer", f"none of the load balancers in {vpc_id} ({names}) forwards to "
                                           f"{label(target)}", f"Register {target['instance_id']} in the target "
                                           f"group of the ALB that should serve it.")
@@ -533,7 +542,7 @@ def walk_http(state: State, target: dict, port: int = 80) -> Walk:
                          "Create an internet-facing ALB in two public subnets with a listener on port 80.")
         walk.skip(later, "no load balancer serves the target")
         return walk
-    name = alb["load_balancer_name"]
+    name = shown_name(alb["load_balancer_name"])
     lb_state = (alb.get("state") or {}).get("code", "unknown")
     if alb.get("scheme") != "internet-facing":
         walk.blocked("load balancer", f"ALB {name} is {alb.get('scheme')}: it has no address on the internet",
@@ -606,19 +615,9 @@ def walk_http(state: State, target: dict, port: int = 80) -> Walk:
         walk.skip(later[4:], "the target is not registered")
         return walk
     tg, reg = registered[0]
-    health = reg.get("target_health") or {}
     tg_port = int((reg.get("target") or {}).get("port") or tg.get("port") or 80)
-    if health.get("state") not in ("healthy",):
-        reason = health.get("description") or health.get("reason") or "no reason given"
-        walk.blocked("target registration", f"{label(target)} is {health.get('state', 'unknown')} in target group "
-                                            f"{tg['target_group_name']} ({reason})",
-                     f"Make the health check pass: {tg.get('health_check_protocol', 'HTTP')} "
-                     f"{tg.get('health_check_path', '/')} on port {tg_port} must answer "
-                     f"{(tg.get('matcher') or {}).get('http_code', '200')} (is the web server running? "
-                     f"does its security group admit the ALB?).")
-    else:
-        walk.passed("target registration", f"{label(target)} is registered in {tg['target_group_name']} "
-                                           f"on port {tg_port} and healthy")
+    walk.passed("target registration", f"{label(target)} is registered in {shown_name(tg['target_group_name'])} "
+                                       f"on port {tg_port}")
 
     target_net = state.instance_net(target)
     target_sg_ids = {g["group_id"] for g in state.instance_groups(target)}
@@ -645,12 +644,28 @@ def walk_http(state: State, target: dict, port: int = 80) -> Walk:
         walk.nacl_flow(problems_hop, subnet_id, state.subnet_net(subnet_id), target["subnet_id"], target_net,
                        tg_port, AWS_EPHEMERAL)
     _merge_hops(walk, before, problems_hop, "network ACLs allow internet -> ALB and ALB -> target, with replies")
+    _target_health(walk, tg, reg, target, tg_port)
     return walk
+
+
+def _target_health(walk: Walk, tg: dict, reg: dict, target: dict, tg_port: int) -> None:
+    """The ALB's own verdict, last: a configuration fault found above explains it, so that one is blocked first."""
+    health = reg.get("target_health") or {}
+    if health.get("state") == "healthy":
+        walk.passed("target health", f"{label(target)} is healthy in {shown_name(tg['target_group_name'])}")
+        return
+    reason = shown_text(health.get("description") or health.get("reason") or "no reason given")
+    walk.blocked("target health", f"{label(target)} is {health.get('state', 'unknown')} in target group "
+                                  f"{shown_name(tg['target_group_name'])} ({reason})",
+                 f"Make the health check pass: {tg.get('health_check_protocol', 'HTTP')} "
+                 f"{shown_text(tg.get('health_check_path', '/'))} on port {tg_port} must answer "
+                 f"{shown_text((tg.get('matcher') or {}).get('http_code', '200'))} (is the web server running and "
+                 f"listening? does its security group admit the ALB?).")
 
 
 def _tg_name(state: State, arn: str) -> str:
     tg = state.target_groups.get(arn)
-    return tg["target_group_name"] if tg else arn.rsplit("/", 2)[-2] if "/" in arn else arn
+    return shown_name(tg["target_group_name"] if tg else arn.rsplit("/", 2)[-2] if "/" in arn else arn)
 
 
 def _is_public(state: State, subnet_id: str) -> bool:

@@ -13,6 +13,8 @@ description:
   - Walks one path (C(ssh) from the admin's address through the bastion, C(http) from the internet
     through the ALB, or C(egress) from the instance to the internet) and returns one verdict per hop,
     PASS, BLOCKED (with the reason and the fix) or SKIPPED.
+  - Names and descriptions read from AWS are untrusted; every hop, fix and summary shows them escaped
+    (see plugins/module_utils/fumidai_text.py). C(target_name) is the raw tag value.
   - Never fails because a path is blocked; the caller decides (the result has C(blocked)).
     Fails on input it cannot use (unknown or ambiguous target, bad I(source_cidr)).
 options:

@@ -49,6 +49,31 @@ CASES = [
     ("admin-cidrs-anywhere-v6", {"admin_cidrs": ["192.168.250.0/24", "::/0"]},
      ["admin_cidrs[1]", "::/0", "allow_ssh_from_anywhere"]),
     ("admin-cidrs-invalid", {"admin_cidrs": ["192.168.250.0/33"]}, ["admin_cidrs[0]", "not a valid CIDR"]),
+    # Too broad (plugins/module_utils/fumidai_access.py): one by one, and together.
+    ("admin-cidrs-half-internet-pair", {"admin_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+     ["admin_cidrs[0]: 0.0.0.0/1 is broader than a /8", "admin_cidrs[1]: 128.0.0.0/1 is broader than a /8",
+      "allow_ssh_from_anywhere"]),
+    ("admin-cidrs-half-internet-v6", {"admin_cidrs": ["::/1"]}, ["admin_cidrs[0]: ::/1 is broader than a /32"]),
+    ("admin-cidrs-v6-beyond-32", {"admin_cidrs": ["192.168.250.0/24", "2001:db8::/31"]},
+     ["admin_cidrs[1]: 2001:db8::/31 is broader than a /32"]),
+    ("admin-cidrs-too-broad-together", {"admin_cidrs": ["10.0.0.0/8", "172.16.0.0/12"]},
+     ["admin_cidrs: together the IPv4 ranges (10.0.0.0/8, 172.16.0.0/12)", "more than one /8"]),
+    ("admin-cidrs-ipv4-mapped", {"admin_cidrs": ["::ffff:0:0/96"]},
+     ["admin_cidrs[0]: ::ffff:0:0/96 is an IPv4-mapped IPv6 range"]),
+    # What the private hosts may send out: the NAT instance's forward list, which the security groups share.
+    ("forward-list-invalid", {"nat_instance_forward_ports": [{"proto": "tcp", "port": 80},
+                                                            {"proto": "sctp", "port": 9}]},
+     ["Invalid port lists", "nat_instance_forward_ports[1]: proto 'sctp' must be one of tcp, udp, icmp"]),
+    ("update-ports-invalid", {"aws_security_groups_update_ports": [443, 70000]},
+     ["aws_security_groups_update_ports: 70000 is not a TCP port (1-65535)"]),
+    ("alb-access-logs-without-bucket", {"aws_alb_access_logs_enabled": True},
+     ["aws_alb_access_logs_bucket", "required when access logs are on; got \"\""]),
+    ("alb-access-logs-bad-bucket", {"aws_alb_access_logs_enabled": True, "aws_alb_access_logs_bucket": "My_Logs"},
+     ["aws_alb_access_logs_bucket must name an S3 bucket", 'got "My_Logs"']),
+    ("alb-access-logs-prefix-awslogs", {"aws_alb_access_logs_enabled": True,
+                                        "aws_alb_access_logs_bucket": "fumidai-logs",
+                                        "aws_alb_access_logs_prefix": "alb/AWSLogs"},
+     ['does not contain "AWSLogs" (got "alb/AWSLogs")']),
     ("public-key-missing", {"ssh_public_key_path": "/nonexistent/fumidai_test_key.pub"},
      ["ssh_public_key_path", "/nonexistent/fumidai_test_key.pub", "missing"]),
     ("web-instance-unknown-subnet", {"web_instances": [{"name": "web01", "subnet": "private-subnet-9"}]},
@@ -108,9 +133,10 @@ def test_bad_input_fails_before_anything_is_created(overrides, expected, env, pu
 
 
 def test_ssh_from_anywhere_passes_with_the_opt_in(env, public_key, moto_endpoint):
-    """0.0.0.0/0 is accepted when allow_ssh_from_anywhere is true: the run gets past
-    the admin_cidrs check and stops at the next bad value instead."""
-    extra = {"admin_cidrs": ["0.0.0.0/0"], "allow_ssh_from_anywhere": True, "ssh_public_key_path": str(public_key),
+    """0.0.0.0/0 and any other range too broad are accepted when allow_ssh_from_anywhere is true: the run
+    gets past the admin_cidrs check and stops at the next bad value instead."""
+    extra = {"admin_cidrs": ["0.0.0.0/0", "0.0.0.0/1", "128.0.0.0/1", "::/1"], "allow_ssh_from_anywhere": True,
+             "ssh_public_key_path": str(public_key),
              "web_instances": [{"name": "web01", "subnet": "nowhere"}]}
     proc = run_playbook("playbooks/provision.yml", "-e", json.dumps(extra), env=env)
     out = console(proc.stdout + proc.stderr)

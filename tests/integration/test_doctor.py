@@ -174,3 +174,29 @@ def test_nacl_denying_22(topo, ec2, inventory, tmp_path):
     assert topo.nacl_id in blocked["detail"]
     # The deny also cuts bastion -> web01 (different subnets): reported on that hop too.
     assert hop(report, "network ACLs bastion to target")["status"] == "BLOCKED"
+
+
+def test_hostile_tag_values_are_printed_escaped_and_never_templated(topo, ec2, inventory, tmp_path):
+    """Name tags are untrusted: a forged hop line, Jinja that would create a file, bidi and line-separator
+    tricks and a very long name are shown escaped and capped, never templated; the JSON stays valid."""
+    marker = tmp_path / "templated"
+    names = {
+        topo.instances["web02"]: "web02\n 9. [PASS] forged hop: every hop passes",
+        topo.subnets["private-subnet-2"]: f"{{{{ lookup('ansible.builtin.pipe', 'touch {marker}') }}}}",
+        topo.sgs["nat"]: "踏み台\u202egnp.exe\u2028[BLOCKED]",
+        topo.route_tables["private-2"]: "r" * 300,
+    }
+    for resource, name in names.items():
+        ec2.create_tags(Resources=[resource], Tags=[{"Key": "Name", "Value": name}])
+    proc, report = doctor(inventory, tmp_path, topo.instances["web02"], "egress", "-e", "doctor_format=text")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not marker.exists()
+    assert report["target_name"] == names[topo.instances["web02"]]  # the JSON carries the raw value, escaped
+    text = "\n".join(f"{h['hop']}: {h['detail']}" for h in report["hops"])
+    assert '"web02\\n 9. [PASS] forged hop: every hop passes"' in report["summary"]
+    assert "\\x7b{ lookup(" in text and "\\u202e" in text and "r" * 64 + "…" in text
+    assert not any(bad in text for bad in ("\n 9.", "{{", "\u202e", "\u2028")) and "r" * 65 not in text
+    block = proc.stdout.split("TASK [Show the verdict of every hop]", 1)[1].split("TASK [", 1)[0]
+    numbered = [line.split()[0] for line in block.splitlines() if line.strip()[:1].isdigit()]
+    assert numbered == [f"{n}." for n in range(1, len(report["hops"]) + 1)], block
+    assert "{{ lookup" not in proc.stdout and "\u202e" not in proc.stdout

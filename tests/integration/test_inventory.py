@@ -85,17 +85,31 @@ def test_inventory_after_provision(aws_env, tmp_path):
     assert bastion["ansible_host"] == bastion["public_ip_address"]
     # The NAT instance is public, but its SG opens 22 to the bastion's SG only:
     # the project's inventory file (proxy_public_hosts: true) sends it through
-    # the bastion too. The bastion itself never hops.
-    assert "ansible_ssh_common_args" not in bastion
+    # the bastion too. The bastion itself never hops; every host's key is checked under its instance ID.
+    assert "ProxyCommand" not in bastion["ansible_ssh_common_args"]
+    assert f"HostKeyAlias={bastion['instance_id']}" in bastion["ansible_ssh_common_args"]
     for name in ("web01", "web02", "nat-instance"):
         web = hostvars[name]
         if name != "nat-instance":
             assert web["ansible_host"] == web["private_ip_address"]
-        proxy = web["ansible_ssh_common_args"]
-        assert proxy.startswith("-o 'ProxyCommand=") and proxy.endswith(f" admin@{bastion['ansible_host']} %h %p'")
-        assert bastion["ansible_control_path"] in proxy
+        args = web["ansible_ssh_common_args"]
+        pins = os.environ["FUMIDAI_KNOWN_HOSTS"]
+        assert args.startswith(f"-o StrictHostKeyChecking=yes -o 'UserKnownHostsFile=\"{pins}\"'"
+                               f" -o UpdateHostKeys=no -o HostKeyAlias={web['instance_id']} -o 'ProxyCommand=")
+        assert args.endswith(f" --option HostKeyAlias={bastion['instance_id']} admin@{bastion['ansible_host']} %h %p'")
+        assert bastion["ansible_control_path"] in args
         assert web["bastion"]["instance_id"] == bastion["instance_id"]
     assert members(listing, "web") == {"web01", "web02"}
+
+    # Provisioning pinned each instance's ed25519 key as its console output shows it (the server synthesizes
+    # a first boot's console for every instance).
+    ec2 = boto3.client("ec2")
+    pins = dict(line.split(" ", 1) for line in Path(os.environ["FUMIDAI_KNOWN_HOSTS"]).read_text().splitlines()
+                if line and not line.startswith("#"))
+    for host in hostvars.values():
+        console = ec2.get_console_output(InstanceId=host["instance_id"], Latest=True)["Output"]
+        assert pins[host["instance_id"]].startswith("ssh-ed25519 ")
+        assert pins[host["instance_id"]].split()[1] in console
 
 
 # --------------------------------------------------------------------------- 2. the hop, on real sshd
@@ -183,14 +197,41 @@ def build_lab_topology() -> None:
         launch(private, ip, f"web{number:02d}", "web")
 
 
+def pin_container_keys(known_hosts: Path, sshd_lab: dict) -> None:
+    """What provisioning reads from each instance's console, read here from the containers standing in for
+    them: the bastion's key for the bastion, the one target sshd's key for every private host."""
+    def ed25519(container: str) -> str:
+        return podman("exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
+
+    keys = {"bastion": ed25519(sshd_lab["bastion"]), "web": ed25519(sshd_lab["target"])}
+    lines = []
+    for reservation in boto3.client("ec2").describe_instances()["Reservations"]:
+        for instance in reservation["Instances"]:
+            role = next(t["Value"] for t in instance["Tags"] if t["Key"] == "Role")
+            lines.append(f"{instance['InstanceId']} ssh-ed25519 {keys[role]}\n")
+    known_hosts.write_text("".join(lines))
+
+
+# A valid ed25519 public key that no container has.
+OTHER_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIEn49tojGiHIkOn/+LKpuqtAWjt4n6pEStMGiTq6vbo1"
+
+
+def pinned_key(known_hosts: Path, name: str) -> str:
+    ec2 = boto3.client("ec2")
+    found = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name + "01" if name == "web" else name]}])
+    instance_id = found["Reservations"][0]["Instances"][0]["InstanceId"]
+    return next(line.split()[2] for line in known_hosts.read_text().splitlines() if line.startswith(instance_id))
+
+
 def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path):
     build_lab_topology()
     # A short socket directory: unix socket paths are limited to ~104 bytes.
     control_dir = tempfile.mkdtemp(prefix="fh", dir="/tmp")
-    # Throwaway host keys: keep them out of the user's known_hosts.
+    # Host keys pinned by instance ID and strictly checked, as on a real account.
+    known_hosts = tmp_path / "known_hosts"
+    pin_container_keys(known_hosts, sshd_lab)
     env = ansible_env(**aws_env, FUMIDAI_BASTION_ADDRESS="private_ip", FUMIDAI_SSH_PRIVATE_KEY=str(sshd_lab["key"]),
-                      ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir, ANSIBLE_HOST_KEY_CHECKING="false",
-                      ANSIBLE_SSH_EXTRA_ARGS="-o UserKnownHostsFile=/dev/null")
+                      ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir, FUMIDAI_KNOWN_HOSTS=str(known_hosts))
     try:
         listing = inventory_list(env)
         assert len(members(listing, "role_web")) == len(TARGET_IPS)
@@ -222,7 +263,6 @@ def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path)
         # A control directory that does not exist yet (as ~/.ssh on a fresh machine): the playbook creates it.
         person_control_dir = Path(control_dir) / "person"
         run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}",
-                     "-e", "ssh_config_strict_host_key_checking=no", "-e", "ssh_config_known_hosts_file=/dev/null",
                      "-e", "ssh_config_control_persist=5s", "-e", f"ssh_config_control_dir={person_control_dir}",
                      env={k: v for k, v in env.items() if k not in ("PATH",)}, check=True)
         assert person_control_dir.is_dir() and person_control_dir.stat().st_mode & 0o777 == 0o700
@@ -233,6 +273,22 @@ def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path)
         assert person.stdout.split()[2] == TARGET_IPS[0]
         assert list(person_control_dir.glob("fumidai-*")), "the person's bastion connection is not shared"
         subprocess.run(["ssh", "-F", str(config), "-O", "exit", "bastion"], capture_output=True, timeout=30)
+
+        # A host whose key is not the pinned one is refused, by Ansible and by a person's ssh alike (on new
+        # connections: the open ones were verified when they were made).
+        for socket_file in Path(control_dir).glob("*"):
+            if socket_file.is_socket():
+                subprocess.run(["ssh", "-o", f"ControlPath={socket_file}", "-O", "exit", "x"], capture_output=True,
+                               timeout=30)
+        known_hosts.write_text(known_hosts.read_text().replace(pinned_key(known_hosts, "web"), OTHER_KEY))
+        # (Ansible without pipelining: a pipelined write to an ssh that has just exited can be reported as a
+        # broken pipe instead of what ssh said.)
+        for command in ([str(VENV_BIN / "ansible"), "web01", "-m", "ansible.builtin.ping", "-o"],
+                        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "web01", "true"]):
+            refused = subprocess.run(command, cwd=ROOT, env={**env, "ANSIBLE_PIPELINING": "False"},
+                                     capture_output=True, text=True, timeout=120)
+            assert refused.returncode != 0
+            assert "Host key verification failed" in refused.stdout + refused.stderr
     finally:
         for socket_file in Path(control_dir).glob("fumidai-hop-*"):
             if socket_file.suffix not in (".lock", ".failed"):

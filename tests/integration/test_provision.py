@@ -27,7 +27,6 @@ SUBNETS = {
     "private-subnet-1": ("10.0.11.0/24", f"{REGION}a"),
     "private-subnet-2": ("10.0.12.0/24", f"{REGION}c"),
 }
-PRIVATE_CIDRS = {"10.0.11.0/24", "10.0.12.0/24"}
 INSTANCES = {  # Name: (Role, subnet Name)
     "bastion": ("bastion", "public-subnet-1"),
     "nat-instance": ("nat", "public-subnet-2"),
@@ -230,15 +229,21 @@ def test_only_the_three_route_tables(route_tables):
 
 # --- security groups ----------------------------------------------------------
 
-def ingress(group: dict) -> set[tuple]:
+def ingress(group: dict, key: str = "IpPermissions") -> set[tuple]:
     """Each ingress permission as (protocol, from, to, source) with source a CIDR or a group ID."""
     rules = set()
-    for perm in group["IpPermissions"]:
+    for perm in group[key]:
         key = (perm["IpProtocol"], perm.get("FromPort"), perm.get("ToPort"))
         rules |= {(*key, r["CidrIp"]) for r in perm.get("IpRanges", [])}
         rules |= {(*key, r["CidrIpv6"]) for r in perm.get("Ipv6Ranges", [])}
         rules |= {(*key, p["GroupId"]) for p in perm.get("UserIdGroupPairs", [])}
+        rules |= {(*key, p["PrefixListId"]) for p in perm.get("PrefixListIds", [])}
     return rules
+
+
+def egress(group: dict) -> set[tuple]:
+    """Each egress permission as (protocol, from, to, destination)."""
+    return ingress(group, "IpPermissionsEgress")
 
 
 def test_security_groups_are_the_four_tiers(groups, vpc):
@@ -264,17 +269,36 @@ def test_web_allows_http_from_alb_and_ssh_from_bastion_by_reference(groups):
     }
 
 
-def test_nat_allows_private_subnets_and_ssh_only_from_bastion(groups):
+def test_nat_admits_the_forward_ports_from_its_private_subnet_and_ssh_only_from_bastion(groups):
+    # Only private-subnet-2 routes through the NAT instance (private-subnet-1 uses the NAT gateway), and
+    # nothing from it may reach the NAT instance's own sshd.
     assert ingress(groups["fumidai-nat"]) == {
-        *{("-1", None, None, cidr) for cidr in PRIVATE_CIDRS},
+        ("tcp", 80, 80, "10.0.12.0/24"), ("tcp", 443, 443, "10.0.12.0/24"), ("icmp", -1, -1, "10.0.12.0/24"),
         ("tcp", 22, 22, groups["fumidai-bastion"]["GroupId"]),
     }
 
 
-def test_egress_is_the_aws_default_all_out(groups):
-    for group in groups.values():
-        assert [(p["IpProtocol"], [r["CidrIp"] for r in p.get("IpRanges", [])]) for p in group["IpPermissionsEgress"]] \
-            == [("-1", ["0.0.0.0/0"])]
+def test_nat_sends_only_what_it_forwards_and_its_updates(groups):
+    assert egress(groups["fumidai-nat"]) == {
+        ("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0"), ("icmp", -1, -1, "0.0.0.0/0")}
+
+
+def test_bastion_sends_only_ssh_into_the_vpc_and_updates(groups):
+    assert egress(groups["fumidai-bastion"]) == {
+        ("tcp", 22, 22, VPC_CIDR), ("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0")}
+
+
+def test_alb_sends_only_to_the_web_group_on_the_web_port(groups):
+    assert egress(groups["fumidai-alb"]) == {("tcp", 80, 80, groups["fumidai-web"]["GroupId"])}
+
+
+def test_web_sends_only_the_forward_ports_and_icmp(groups):
+    assert egress(groups["fumidai-web"]) == {
+        ("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0"), ("icmp", -1, -1, "0.0.0.0/0")}
+
+
+def test_no_group_keeps_the_aws_default_all_out(groups):
+    assert all(("-1", None, None, "0.0.0.0/0") not in egress(group) for group in groups.values())
 
 
 # --- instances ----------------------------------------------------------------
@@ -339,6 +363,14 @@ def test_alb_internet_facing_across_both_public_subnets(alb, subnets, groups):
     assert {z["SubnetId"] for z in alb["AvailabilityZones"]} == {
         subnets["public-subnet-1"]["SubnetId"], subnets["public-subnet-2"]["SubnetId"]}
     assert alb["SecurityGroups"] == [groups["fumidai-alb"]["GroupId"]]
+
+
+def test_alb_drops_invalid_headers_without_deletion_protection_or_access_logs(state, alb):
+    attributes = state["elbv2"].describe_load_balancer_attributes(LoadBalancerArn=alb["LoadBalancerArn"])
+    values = {a["Key"]: a["Value"] for a in attributes["Attributes"]}
+    assert values["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert values["deletion_protection.enabled"] == "false"
+    assert (values["access_logs.s3.enabled"], values["access_logs.s3.bucket"]) == ("false", "")
 
 
 def test_alb_tagged(state, alb):

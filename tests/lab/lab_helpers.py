@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+KNOWN_HOSTS = ROOT / ".cache" / "lab" / "known_hosts"  # the lab's pinned host keys
 
 
 def egress_source(host, url: str) -> str | None:
@@ -39,11 +40,14 @@ def fresh_ssh(lab, node: dict, command: str = "hostname", timeout: int = 30):
     key = str(ROOT / ".cache" / "lab" / "id_ed25519")
     bastion = lab.by_role("bastion")[0]
     options = ["-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ControlPath=none",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=8",
+               "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "ConnectTimeout=8",
                "-o", "LogLevel=ERROR"]
-    hop = shlex.join(["ssh", *options, "-W", "%h:%p", f"admin@{bastion['ip']}"])
+    # Each host's key is checked against its pin, like every connection fumidai makes.
+    hop = shlex.join(["ssh", *options, "-o", f"HostKeyAlias={bastion['resource_id']}", "-W", "%h:%p",
+                      f"admin@{bastion['ip']}"])
     try:
-        return subprocess.run(["ssh", *options, "-o", f"ProxyCommand={hop}", f"admin@{node['ip']}", command],
+        return subprocess.run(["ssh", *options, "-o", f"HostKeyAlias={node['resource_id']}",
+                               "-o", f"ProxyCommand={hop}", f"admin@{node['ip']}", command],
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(exc.cmd, 255, "", f"timed out after {timeout}s")

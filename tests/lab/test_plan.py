@@ -3,6 +3,7 @@ firewall rules and HAProxy configuration out. Fast; runs before the end-to-end t
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import sys
 
@@ -47,7 +48,7 @@ def topo():
         "route_tables": [_route_table("subnet-pub1", gateway_id="igw-1"),
                          _route_table("subnet-pub2", gateway_id="igw-1"),
                          _route_table("subnet-prv1", nat_gateway_id="nat-1"),
-                         _route_table("subnet-prv2", instance_id="i-nat")],
+                         _route_table("subnet-prv2", instance_id="i-00000000000000a70")],
         "security_groups": [
             {"group_id": "sg-bastion", "group_name": "bastion", "ip_permissions": [
                 {"ip_protocol": "tcp", "from_port": 22, "to_port": 22, "ip_ranges": [{"cidr_ip": "192.168.250.0/24"}]}],
@@ -67,10 +68,12 @@ def topo():
         "nat_gateways": [{"nat_gateway_id": "nat-1", "subnet_id": "subnet-pub1", "tags": _tags("natgw"),
                           "nat_gateway_addresses": [{"private_ip": "10.144.62.31", "public_ip": "198.51.100.9"}]}],
         "internet_gateways": [{"internet_gateway_id": "igw-1"}],
-        "instances": [_instance("i-bastion", "bastion", "bastion", "subnet-pub1", "10.0.1.4", "sg-bastion", True),
-                      _instance("i-nat", "nat-instance", "nat", "subnet-pub2", "10.0.2.4", "sg-nat", True, False),
-                      _instance("i-web01", "web01", "web", "subnet-prv1", "10.0.11.4", "sg-web"),
-                      _instance("i-web02", "web02", "web", "subnet-prv2", "10.0.12.4", "sg-web")],
+        "instances": [_instance("i-00000000000000ba5", "bastion", "bastion", "subnet-pub1", "10.0.1.4", "sg-bastion",
+                                True),
+                      _instance("i-00000000000000a70", "nat-instance", "nat", "subnet-pub2", "10.0.2.4", "sg-nat",
+                                True, False),
+                      _instance("i-00000000000000e01", "web01", "web", "subnet-prv1", "10.0.11.4", "sg-web"),
+                      _instance("i-00000000000000e02", "web02", "web", "subnet-prv2", "10.0.12.4", "sg-web")],
         "albs": [{"load_balancer_name": "fumidai-alb", "load_balancer_arn": "arn:alb", "scheme": "internet-facing",
                   "dns_name": "fumidai-alb-1.ap-northeast-1.elb.amazonaws.com", "security_groups": ["sg-alb"],
                   "availability_zones": [{"subnet_id": "subnet-pub2"}, {"subnet_id": "subnet-pub1"}],
@@ -80,7 +83,8 @@ def topo():
                                      "health_check_path": "/healthz", "health_check_interval_seconds": 5,
                                      "health_check_timeout_seconds": 2, "healthy_threshold_count": 2,
                                      "unhealthy_threshold_count": 3, "matcher": {"http_code": "200-202"},
-                                     "targets": [{"id": "i-web01", "port": 80}, {"id": "i-web02", "port": 80}]}]}],
+                                     "targets": [{"id": "i-00000000000000e01", "port": 80},
+                                                 {"id": "i-00000000000000e02", "port": 80}]}]}],
         "key_pairs": {"fumidai": {"PublicKey": "ssh-ed25519 AAAAtest lab"}},
     }
 
@@ -152,7 +156,8 @@ def test_haproxy_follows_listeners_target_groups_and_health_checks(plan):
     assert "option httpchk GET /healthz" in config
     assert "http-check expect rstatus ^(200|201|202)$" in config
     assert "inter 5s rise 2 fall 3" in config and "timeout check 2s" in config
-    assert "server i-web01 10.0.11.4:80 check" in config and "server i-web02 10.0.12.4:80 check" in config
+    assert "server i-00000000000000e01 10.0.11.4:80 check" in config
+    assert "server i-00000000000000e02 10.0.12.4:80 check" in config
 
 
 # --------------------------------------------------------------------------- lab_web_count
@@ -212,3 +217,23 @@ def test_playbooks_get_the_generated_web_instances_after_lab_vars(tmp_path, monk
                          "-e", f"{relative}/web_instances.yml"]]
     assert yaml.safe_load(generated.read_text())["web_instances"] == [
         {"name": f"web0{n}", "subnet": "private-subnet-2"} for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("target_group_name", "web\n    server evil 198.18.0.9:80"),
+    ("health_check_path", "/healthz\n    server evil 198.18.0.9:80"),
+    ("health_check_path", "/a b"),
+    ("matcher", {"http_code": "200\nbackend evil"}),
+])
+def test_haproxy_refuses_api_strings_that_would_become_config(plan, field, value):
+    alb = copy.deepcopy(plan["albs"][0])
+    alb["target_groups"][0][field] = value
+    with pytest.raises(fumidai_lab.LabError, match="is not a form AWS accepts"):
+        fumidai_lab.render_haproxy(plan, alb)
+
+
+def test_haproxy_refuses_a_target_that_is_neither_an_instance_nor_an_address(plan):
+    alb = copy.deepcopy(plan["albs"][0])
+    alb["target_groups"][0]["targets"][0]["id"] = "i-web01 backup"
+    with pytest.raises(fumidai_lab.LabError, match="target 'i-web01 backup'"):
+        fumidai_lab.render_haproxy(plan, alb)

@@ -35,7 +35,7 @@ def aws(monkeypatch):
     """In-process moto with dummy credentials; nothing from the caller's environment leaks in."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE", "FUMIDAI_BASTION_ADDRESS",
                  "FUMIDAI_BASTION_USER", "FUMIDAI_SSH_PRIVATE_KEY", "ANSIBLE_PRIVATE_KEY_FILE",
-                 "FUMIDAI_BASTION_MULTIPLEX", "FUMIDAI_BASTION_HOST_KEY_CHECKING", "FUMIDAI_PROJECT",
+                 "FUMIDAI_BASTION_MULTIPLEX", "FUMIDAI_KNOWN_HOSTS", "FUMIDAI_PROJECT",
                  "FUMIDAI_PROXY_PUBLIC_HOSTS", "ANSIBLE_SSH_CONTROL_PATH_DIR", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -79,7 +79,7 @@ class Result:
 
 def run_inventory(tmp_path: Path, refresh: bool = False, **config) -> Result:
     config.setdefault("control_path_dir", str(tmp_path / "cp"))
-    config.setdefault("bastion_host_key_checking", "no")
+    config.setdefault("known_hosts_file", str(tmp_path / "known_hosts"))
     path = tmp_path / "test.bastion_ec2.yml"
     path.write_text(yaml.safe_dump({"plugin": "bastion_ec2", **config}))
     plugin = inventory_loader.get("bastion_ec2")
@@ -99,19 +99,35 @@ def control_path(tmp_path: Path, address: str, user: str = "admin", port: int = 
     return f"{tmp_path}/cp/fumidai-hop-{digest}"
 
 
-def expected_proxy(tmp_path: Path, bastion_address: str, key: str | None = None) -> str:
+def key_args(tmp_path: Path, instance_id: str) -> str:
+    """The host-key options every host gets: its pinned key under its instance ID, strictly checked."""
+    return (f"-o StrictHostKeyChecking=yes -o 'UserKnownHostsFile=\"{tmp_path}/known_hosts\"' "
+            f"-o UpdateHostKeys=no -o HostKeyAlias={instance_id}")
+
+
+def expected_proxy(tmp_path: Path, bastion_address: str, bastion_id: str, key: str | None = None) -> str:
     key_words = f" --identity {key}" if key else ""
     return (f"-o 'ProxyCommand={sys.executable} {HOP} --control-path {control_path(tmp_path, bastion_address)}"
-            f" --persist 60s --port 22{key_words} --option StrictHostKeyChecking=no"
-            f" --option UserKnownHostsFile=/dev/null admin@{bastion_address} %h %p'")
+            f" --persist 60s --port 22{key_words} --option StrictHostKeyChecking=yes"
+            f" --option '\"'\"'UserKnownHostsFile=\"{tmp_path}/known_hosts\"'\"'\"' --option UpdateHostKeys=no"
+            f" --option HostKeyAlias={bastion_id} admin@{bastion_address} %h %p'")
+
+
+def expected_args(tmp_path: Path, host: dict, bastion: dict | None = None, address: str | None = None) -> str:
+    """ansible_ssh_common_args of ``host``: its key options, then the hop through ``bastion`` (at ``address``)."""
+    args = key_args(tmp_path, host["id"])
+    if bastion:
+        args += " " + expected_proxy(tmp_path, address or bastion["public"], bastion["id"])
+    return args
 
 
 def ssh_argv(common_args: str, target_host: str, target_port: int = 22) -> list[str]:
     """What the ProxyCommand really executes: Ansible shlex-splits the common args, ssh expands its
     %-tokens for the target, then sh -c splits the command into argv."""
     words = shlex.split(common_args)
-    assert words[0] == "-o" and words[1].startswith("ProxyCommand=") and len(words) == 2
-    command, expanded, i = words[1][len("ProxyCommand="):], "", 0
+    proxy = [w for w in words if w.startswith("ProxyCommand=")]
+    assert len(proxy) == 1 and words[words.index(proxy[0]) - 1] == "-o"
+    command, expanded, i = proxy[0][len("ProxyCommand="):], "", 0
     while i < len(command):
         if command[i] == "%":
             token = command[i + 1]
@@ -233,15 +249,16 @@ def test_project_topology_groups_hosts_and_hops(aws, tmp_path):
     assert bastion["ansible_user"] == "admin"
     # The bastion's own connection uses the hop's socket, so pinging it first opens the shared master.
     assert bastion["ansible_control_path"] == control_path(tmp_path, bastion_ip)
-    assert "ansible_ssh_common_args" not in bastion
+    # Every host, the bastion and direct hosts included, is checked against its pinned key.
+    assert bastion["ansible_ssh_common_args"] == key_args(tmp_path, hosts["bastion"]["id"])
     nat = result.vars("nat-instance")
     assert nat["ansible_host"] == hosts["nat-instance"]["public"]
-    assert "ansible_ssh_common_args" not in nat
+    assert nat["ansible_ssh_common_args"] == key_args(tmp_path, hosts["nat-instance"]["id"])
 
     for name in ("web01", "web02"):
         web = result.vars(name)
         assert web["ansible_host"] == hosts[name]["private"]
-        assert web["ansible_ssh_common_args"] == expected_proxy(tmp_path, bastion_ip)
+        assert web["ansible_ssh_common_args"] == expected_args(tmp_path, hosts[name], hosts["bastion"])
         assert web["bastion"] == {"name": "bastion", "instance_id": hosts["bastion"]["id"],
                                   "address": bastion_ip, "user": "admin", "port": 22}
         assert ssh_argv(web["ansible_ssh_common_args"], web["ansible_host"])[-3:] == [
@@ -275,10 +292,11 @@ def test_private_ip_mode_uses_private_addresses_everywhere(aws, tmp_path, monkey
     assert result.vars("bastion")["ansible_control_path"] == control_path(tmp_path, bastion_ip)
     # On the VPN the NAT instance is reached on its private IP, directly; moto's public IPs are never used.
     assert result.vars("nat-instance")["ansible_host"] == hosts["nat-instance"]["private"]
-    assert "ansible_ssh_common_args" not in result.vars("nat-instance")
+    assert result.vars("nat-instance")["ansible_ssh_common_args"] == key_args(tmp_path, hosts["nat-instance"]["id"])
     for name in ("web01", "web02"):
         assert result.vars(name)["ansible_host"] == hosts[name]["private"]
-        assert result.vars(name)["ansible_ssh_common_args"] == expected_proxy(tmp_path, bastion_ip)
+        assert result.vars(name)["ansible_ssh_common_args"] == \
+            expected_args(tmp_path, hosts[name], hosts["bastion"], bastion_ip)
 
 
 def test_two_vpcs_each_hop_through_their_own_bastion(aws, tmp_path):
@@ -292,7 +310,7 @@ def test_two_vpcs_each_hop_through_their_own_bastion(aws, tmp_path):
     for suffix, hosts in (("", first), ("-dr", second)):
         for name in ("web01", "web02"):
             assert result.vars(name + suffix)["ansible_ssh_common_args"] == \
-                expected_proxy(tmp_path, hosts["bastion"]["public"])
+                expected_args(tmp_path, hosts[name], hosts["bastion"])
     assert first["bastion"]["public"] != second["bastion"]["public"]
     assert result.warnings == []
 
@@ -306,11 +324,11 @@ def test_vpc_without_bastion_lists_hosts_without_proxy_and_warns(aws, tmp_path):
     assert "app01" in result.group("private")
     assert "app01" in result.group("vpc_lonely_vpc")
     assert result.vars("app01")["ansible_host"] == app["private"]
-    assert "ansible_ssh_common_args" not in result.vars("app01")
+    assert result.vars("app01")["ansible_ssh_common_args"] == key_args(tmp_path, app["id"])
     assert "bastion" not in result.vars("app01")
     assert len(result.warnings) == 1
     assert lonely in result.warnings[0] and "lonely-vpc" in result.warnings[0]
-    assert "ansible_ssh_common_args" in result.vars("web01")  # the other VPC is unaffected
+    assert "ProxyCommand" in result.vars("web01")["ansible_ssh_common_args"]  # the other VPC is unaffected
 
 
 def test_stopped_instances_are_excluded_by_default(aws, tmp_path):
@@ -341,11 +359,11 @@ def test_public_and_private_are_decided_by_route_tables_not_names(aws, tmp_path)
     # No association: governed by the main table, which only has the local route -> private.
     by_main = aws.subnet(vpc_id, "public-looking", "10.3.2.0/24")
     bastion = aws.instance(explicit_public, "jump", "bastion", public=True)
-    aws.instance(by_main, "db01", "db")
+    db01 = aws.instance(by_main, "db01", "db")
     result = run_inventory(tmp_path)
     assert result.group("public") == {"jump"}
     assert result.group("private") == {"db01"}
-    assert result.vars("db01")["ansible_ssh_common_args"] == expected_proxy(tmp_path, bastion["public"])
+    assert result.vars("db01")["ansible_ssh_common_args"] == expected_args(tmp_path, db01, bastion)
 
     # Once the main table routes 0.0.0.0/0 to the IGW, the unassociated subnet is public.
     aws.ec2.create_route(RouteTableId=aws.main_table(vpc_id), DestinationCidrBlock="0.0.0.0/0", GatewayId=igw_id)
@@ -361,7 +379,7 @@ def test_public_host_without_public_ip_goes_through_the_bastion(aws, tmp_path):
     result = run_inventory(tmp_path)
     assert "quiet" in result.group("public")
     assert result.vars("quiet")["ansible_host"] == quiet["private"]
-    assert result.vars("quiet")["ansible_ssh_common_args"] == expected_proxy(tmp_path, hosts["bastion"]["public"])
+    assert result.vars("quiet")["ansible_ssh_common_args"] == expected_args(tmp_path, quiet, hosts["bastion"])
 
 
 def test_duplicate_and_missing_names(aws, tmp_path):
@@ -380,11 +398,74 @@ def test_duplicate_and_missing_names(aws, tmp_path):
     assert run_inventory(tmp_path).hosts == result.hosts
 
 
+# Tag values an attacker who can tag instances might choose (the issue's list, and a few more).
+HOSTILE_NAMES = ["0 *", "a b", 'web03\nMatch exec "touch /tmp/fumidai-pwned"', 'it\'s "quoted"', "$(touch /tmp/x)",
+                 "%h", "<script>alert(1)</script>", "w" * 300, "ウェブ01", "-oProxyCommand=x", ".hidden", "localhost",
+                 "ALL", "web\t01"]
+
+
+def test_hostile_names_fall_back_to_the_instance_id_with_a_warning(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    subnet = hosts["web01"]["subnet"]
+    hostile = {name: aws.instance(subnet, name, "web") for name in HOSTILE_NAMES}
+    # A name that is another instance's ID would let one host answer to the other's pin.
+    impostor = aws.instance(subnet, hosts["web02"]["id"], "web")
+    result = run_inventory(tmp_path)
+    expected = {"bastion", "nat-instance", "web01", "web02", impostor["id"]} | {h["id"] for h in hostile.values()}
+    assert result.hosts == expected
+    assert result.group("role_web") == expected - {"bastion", "nat-instance"}
+    assert len(result.warnings) == len(HOSTILE_NAMES) + 1
+    for name, host in {**hostile, hosts["web02"]["id"]: impostor}.items():
+        warning = next(w for w in result.warnings if host["id"] in w)
+        assert "not a safe host name" in warning
+        # Shown escaped and cut short: no control characters or newlines reach the operator's terminal.
+        assert "\n" not in warning and "\t" not in warning and len(warning) < 300
+        assert result.vars(host["id"])["ec2_tags"]["Name"] == name  # the raw tag stays data, never a name
+        assert result.vars(host["id"])["ansible_ssh_common_args"].startswith(
+            key_args(tmp_path, host["id"]) + " -o 'ProxyCommand=")
+
+
+def test_safe_names_are_kept_and_collisions_stay_within_63_characters(aws, tmp_path):
+    hosts = aws.project()["hosts"]
+    subnet = hosts["web01"]["subnet"]
+    long_name = "a" * 63
+    first = aws.instance(subnet, long_name, "web")
+    second = aws.instance(subnet, long_name, "web")
+    kept = aws.instance(subnet, "db_01.example-x", "db")
+    result = run_inventory(tmp_path)
+    assert "db_01.example-x" in result.hosts and result.vars("db_01.example-x")["instance_id"] == kept["id"]
+    twins = {h for h in result.hosts if h.endswith((first["id"], second["id"]))}
+    assert len(twins) == 2 and all(len(h) <= 63 and h.startswith("a" * 30) for h in twins)
+
+
+def test_only_a_project_tagged_bastion_is_used(aws, tmp_path):
+    """Anyone who can tag an instance Role=bastion in the VPC must not become the way in."""
+    hosts = aws.project()["hosts"]
+    # A rogue "bastion" with a lower instance ID would have won before: untagged for the project, it is ignored.
+    rogue = aws.instance(hosts["bastion"]["subnet"], "bastion-rogue", "bastion", public=True, project="other")
+    result = run_inventory(tmp_path)
+    assert result.vars("web01")["bastion"]["instance_id"] == hosts["bastion"]["id"]
+    # Also when filters leave the bastion out and the plugin looks it up separately.
+    result = run_inventory(tmp_path, filters={"tag:Role": "web"})
+    assert result.vars("web01")["bastion"]["instance_id"] == hosts["bastion"]["id"]
+    # With the project tag too, there are two candidates: an error naming both, never a silent pick.
+    aws.ec2.create_tags(Resources=[rogue["id"]], Tags=[{"Key": "Project", "Value": "fumidai"}])
+    for filters in ({}, {"tag:Role": "web"}):
+        with pytest.raises(AnsibleError, match="more than one running instance is tagged as the bastion") as err:
+            run_inventory(tmp_path, filters=filters)
+        assert hosts["bastion"]["id"] in str(err.value) and rogue["id"] in str(err.value)
+    # A stopped second bastion is no candidate.
+    aws.ec2.stop_instances(InstanceIds=[rogue["id"]])
+    result = run_inventory(tmp_path, filters={"instance-state-name": None})
+    assert result.vars("web01")["bastion"]["instance_id"] == hosts["bastion"]["id"]
+
+
 def test_filters_that_leave_out_the_bastion_still_hop_through_it(aws, tmp_path):
     hosts = aws.project()["hosts"]
     result = run_inventory(tmp_path, filters={"tag:Role": "web"})
     assert result.hosts == {"web01", "web02"}
-    assert result.vars("web01")["ansible_ssh_common_args"] == expected_proxy(tmp_path, hosts["bastion"]["public"])
+    assert result.vars("web01")["ansible_ssh_common_args"] == \
+        expected_args(tmp_path, hosts["web01"], hosts["bastion"])
 
 
 # --------------------------------------------------------------------------- quoting and options
@@ -411,25 +492,54 @@ def test_quoting_survives_spaces_quotes_and_percent_signs(aws, tmp_path):
 def test_without_multiplexing_the_hop_is_plain_ssh(aws, tmp_path, monkeypatch):
     hosts = aws.project()["hosts"]
     monkeypatch.setenv("FUMIDAI_BASTION_MULTIPLEX", "false")
-    result = run_inventory(tmp_path, bastion_host_key_checking="accept-new", bastion_port=2222)
-    bastion_ip = hosts["bastion"]["public"]
-    assert result.vars("web01")["ansible_ssh_common_args"] == (
-        "-o 'ProxyCommand=ssh -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
-        f"-W '\"'\"'[%h]:%p'\"'\"' admin@{bastion_ip}'")
+    result = run_inventory(tmp_path, bastion_port=2222)
+    bastion_ip, bastion_id = hosts["bastion"]["public"], hosts["bastion"]["id"]
     argv = ssh_argv(result.vars("web01")["ansible_ssh_common_args"], "10.0.11.9")
-    assert argv == ["ssh", "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-                    "-W", "[10.0.11.9]:22", f"admin@{bastion_ip}"]
+    assert argv == ["ssh", "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                    "-o", f'UserKnownHostsFile="{tmp_path}/known_hosts"', "-o", "UpdateHostKeys=no",
+                    "-o", f"HostKeyAlias={bastion_id}", "-W", "[10.0.11.9]:22", f"admin@{bastion_ip}"]
     assert result.vars("bastion")["ansible_port"] == 2222
 
 
-def test_host_key_checking_follows_ansible_setting_by_default(aws, tmp_path, monkeypatch):
-    aws.project()
+def test_host_keys_are_always_checked_against_the_pinned_file(aws, tmp_path, monkeypatch):
+    """No setting turns checking off: Ansible's own switch, options that weaken it, a key file path ssh
+    would read differently - all refused or ignored; the hop checks the bastion under its instance ID."""
+    hosts = aws.project()["hosts"]
     plugin_module = sys.modules[type(inventory_loader.get("bastion_ec2")).__module__]
-    monkeypatch.setattr(plugin_module.C, "HOST_KEY_CHECKING", True)
-    result = run_inventory(tmp_path, bastion_host_key_checking=None)
-    argv = ssh_argv(result.vars("web01")["ansible_ssh_common_args"], "10.0.11.9")
-    assert argv[argv.index("--option") + 1] == "StrictHostKeyChecking=accept-new"
-    assert "UserKnownHostsFile=/dev/null" not in argv
+    monkeypatch.setattr(plugin_module.C, "HOST_KEY_CHECKING", False)
+    known = tmp_path / "pins dir" / "known hosts 100%"
+    result = run_inventory(tmp_path, known_hosts_file=str(known))
+    web = result.vars("web02")
+    words = shlex.split(web["ansible_ssh_common_args"])
+    escaped = str(known).replace("%", "%%")
+    assert words[:8] == ["-o", "StrictHostKeyChecking=yes", "-o", f'UserKnownHostsFile="{escaped}"',
+                         "-o", "UpdateHostKeys=no", "-o", f"HostKeyAlias={hosts['web02']['id']}"]
+    argv = ssh_argv(web["ansible_ssh_common_args"], web["ansible_host"])
+    options = [argv[i + 1] for i, word in enumerate(argv) if word == "--option"]
+    # After the outer ssh's %-expansion the hop gets the path once %-escaped, for the inner ssh's own expansion.
+    assert options == ["StrictHostKeyChecking=yes", f'UserKnownHostsFile="{escaped}"',
+                       "UpdateHostKeys=no", f"HostKeyAlias={hosts['bastion']['id']}"]
+    # The environment variable sets the same file.
+    monkeypatch.setenv("FUMIDAI_KNOWN_HOSTS", str(tmp_path / "env_known_hosts"))
+    path = tmp_path / "env.bastion_ec2.yml"
+    path.write_text(yaml.safe_dump({"plugin": "bastion_ec2", "control_path_dir": str(tmp_path / "cp")}))
+    plugin = inventory_loader.get("bastion_ec2")
+    plugin.display = Recorder()
+    data = InventoryData()
+    plugin.parse(data, DataLoader(), str(path))
+    words = shlex.split(data.hosts["web01"].get_vars()["ansible_ssh_common_args"])
+    assert f'UserKnownHostsFile="{tmp_path}/env_known_hosts"' in words
+
+    for option in ("StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "hostkeyalias=i-0123456789abcdef0",
+                   "ProxyCommand=nc %h %p", "LocalCommand=touch x", "KnownHostsCommand=/bin/true"):
+        with pytest.raises(AnsibleError, match="cannot be overridden"):
+            run_inventory(tmp_path, bastion_ssh_options=[option])
+    with pytest.raises(AnsibleError, match="not of the form Key=value"):
+        run_inventory(tmp_path, bastion_ssh_options=["ServerAliveInterval=15\nMatch exec touch"])
+    with pytest.raises(AnsibleError, match="cannot be written into an ssh config"):
+        run_inventory(tmp_path, known_hosts_file=str(tmp_path / 'say "hi"'))
+    assert "ServerAliveInterval=15" in run_inventory(
+        tmp_path, bastion_ssh_options=["ServerAliveInterval=15"]).vars("web01")["ansible_ssh_common_args"]
 
 
 def test_proxy_public_hosts_sends_the_nat_instance_through_the_bastion(aws, tmp_path):
@@ -437,8 +547,8 @@ def test_proxy_public_hosts_sends_the_nat_instance_through_the_bastion(aws, tmp_
     result = run_inventory(tmp_path, proxy_public_hosts=True)
     nat = result.vars("nat-instance")
     assert nat["ansible_host"] == hosts["nat-instance"]["private"]
-    assert nat["ansible_ssh_common_args"] == expected_proxy(tmp_path, hosts["bastion"]["public"])
-    assert "ansible_ssh_common_args" not in result.vars("bastion")
+    assert nat["ansible_ssh_common_args"] == expected_args(tmp_path, hosts["nat-instance"], hosts["bastion"])
+    assert "ProxyCommand" not in result.vars("bastion")["ansible_ssh_common_args"]
 
 
 def test_constructable_options_apply_after_the_builtin_groups(aws, tmp_path):
@@ -446,7 +556,7 @@ def test_constructable_options_apply_after_the_builtin_groups(aws, tmp_path):
     result = run_inventory(
         tmp_path,
         compose={"tier_label": "subnet_name ~ '-' ~ ec2_tags.Role"},
-        groups={"hopped": "ansible_ssh_common_args is defined"},
+        groups={"hopped": "'ProxyCommand' in ansible_ssh_common_args"},
         keyed_groups=[{"key": "instance_type", "prefix": "type"}],
     )
     assert result.vars("web01")["tier_label"] == "private-subnet-1-web"

@@ -3,21 +3,10 @@ moto server), checked by asking OpenSSH itself how it resolves each host (ssh -G
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import boto3
 from conftest import run_playbook
-from test_bastion_ec2 import Topology
-
-
-def resolved(config: Path, host: str) -> dict[str, list[str]]:
-    out = subprocess.run(["ssh", "-G", "-F", str(config), host], capture_output=True, text=True, check=True).stdout
-    settings: dict[str, list[str]] = {}
-    for line in out.splitlines():
-        key, _, value = line.partition(" ")
-        settings.setdefault(key, []).append(value)
-    return settings
+from conftest import ssh_resolved as resolved
+from test_bastion_ec2 import HOSTILE_NAMES, Topology
 
 
 def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path):
@@ -25,9 +14,13 @@ def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path)
     hosts = topology.project()["hosts"]
     key = tmp_path / "keys dir" / "fumidai 100%"
     config = tmp_path / "out" / "ssh_config"
-    env = {"FUMIDAI_SSH_PRIVATE_KEY": str(key), "ANSIBLE_INVENTORY_CACHE": "false"}
+    known_hosts = tmp_path / "pins" / "known_hosts"
+    env = {"FUMIDAI_SSH_PRIVATE_KEY": str(key), "ANSIBLE_INVENTORY_CACHE": "false",
+           "FUMIDAI_KNOWN_HOSTS": str(known_hosts)}
     proc = run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}", env=env, check=True)
     assert "WARNING" not in proc.stderr, proc.stderr
+    # Nothing is pinned in this test: the playbook says ssh will refuse every host until it is.
+    assert proc.stdout.count("ssh will refuse to connect to it") == 4
     text = config.read_text()
     assert oct(config.stat().st_mode & 0o777) == "0o600"
 
@@ -41,6 +34,11 @@ def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path)
     assert bastion["controlmaster"] == ["auto"]
     assert bastion["controlpersist"] == ["600"]
     assert "proxyjump" not in bastion
+    # Host keys: strictly checked against the pinned file, under the instance ID.
+    assert bastion["stricthostkeychecking"] == ["true"]
+    assert bastion["userknownhostsfile"] == [str(known_hosts)]
+    assert bastion["hostkeyalias"] == [hosts["bastion"]["id"]]
+    assert bastion["updatehostkeys"] == ["false"]
 
     # The NAT instance is public, but its SG opens 22 to the bastion's SG only:
     # the project's inventory (proxy_public_hosts: true) sends it through the
@@ -51,12 +49,43 @@ def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path)
         assert web["user"] == ["admin"]
         assert web["proxyjump"] == ["bastion"]
         assert web["identityfile"] == key_setting
-        assert web["stricthostkeychecking"] == ["accept-new"]
+        assert web["stricthostkeychecking"] == ["true"]
+        assert web["userknownhostsfile"] == [str(known_hosts)]
+        assert web["hostkeyalias"] == [hosts[name]["id"]]
     assert text.count("\nHost ") == 4
 
     # Idempotent: the same inventory writes the same file.
     again = run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}", env=env, check=True)
     assert "changed=0" in again.stdout
+
+
+def test_hostile_names_cannot_redirect_aliases_or_run_commands(aws_env, tmp_path):
+    """Names an attacker chose become instance IDs before they reach the config; ssh -G (which only reads
+    the config) resolves every alias to its own address, and nothing is executed while reading it."""
+    topology = Topology(boto3.client("ec2"))
+    hosts = topology.project()["hosts"]
+    marker = tmp_path / "pwned"
+    subnet = hosts["web01"]["subnet"]
+    names = [n.replace("/tmp/fumidai-pwned", str(marker)).replace("/tmp/x", str(marker)) for n in HOSTILE_NAMES]
+    hostile = [topology.instance(subnet, name, "web") for name in names]
+    config = tmp_path / "ssh_config"
+    env = {"ANSIBLE_INVENTORY_CACHE": "false", "FUMIDAI_KNOWN_HOSTS": str(tmp_path / "known_hosts")}
+    run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}", env=env, check=True)
+    text = config.read_text()
+    assert "Match" not in text and "*" not in text and "<script>" not in text and "$(" not in text
+    assert text.count("\nHost ") == 4 + len(hostile)
+    for host in hostile:
+        settings = resolved(config, host["id"])
+        assert settings["hostname"] == [host["private"]]
+        assert settings["hostkeyalias"] == [host["id"]]
+        assert settings["proxyjump"] == ["bastion"]
+    for name in ("bastion", "web01", "web02", "nat-instance"):
+        settings = resolved(config, name)
+        assert settings["hostname"] == [hosts[name]["public"] if name == "bastion" else hosts[name]["private"]]
+        assert settings["hostkeyalias"] == [hosts[name]["id"]]
+    # A name matching no Host block is left alone (a "0 *" entry would have captured it).
+    assert resolved(config, "elsewhere.example")["hostname"] == ["elsewhere.example"]
+    assert not marker.exists()
 
 
 def test_ssh_config_refuses_an_empty_inventory(aws_env, tmp_path):

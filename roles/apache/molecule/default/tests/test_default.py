@@ -6,14 +6,17 @@ HTTP requests come from the controller: through the "vpc" network its address
 is not.
 """
 
+import json
 import os
 import pathlib
+import re
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 
+import pytest
 import yaml
 
 SCENARIO = pathlib.Path(__file__).parents[1]
@@ -122,23 +125,29 @@ def test_forwarded_header_ignored_from_untrusted_source(host):
     assert "203.0.113.8" not in lines[0]
 
 
-def test_bad_config_is_refused_and_the_site_keeps_serving(host):
-    vhost_before = host.file(VHOST).content_string
-    result = subprocess.run(
+def converge(extra_vars, inventory=None):
+    """Run the scenario's converge playbook again; stdout and stderr together
+    (ansible-core prints errors on stderr)."""
+    return subprocess.run(
         [
             "ansible-playbook",
             "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
+            str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]),
             str(SCENARIO / "converge.yml"),
             "-e",
-            '{"apache_vhost_extra_config": "NotAnApacheDirective on"}',
+            json.dumps(extra_vars),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # ansible-core prints errors on stderr
+        stderr=subprocess.STDOUT,
         text=True,
         check=False,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
     )
+
+
+def test_bad_config_is_refused_and_the_site_keeps_serving(host):
+    vhost_before = host.file(VHOST).content_string
+    result = converge({"apache_vhost_extra_config": "NotAnApacheDirective on"})
     assert result.returncode != 0
     assert "NotAnApacheDirective" in result.stdout
     assert "failed to validate" in result.stdout
@@ -146,3 +155,107 @@ def test_bad_config_is_refused_and_the_site_keeps_serving(host):
     assert host.run("apachectl configtest").rc == 0
     assert host.service("apache2").is_running
     assert request(f"{TRUSTED_URL}/")[0] == 200
+
+
+# --- tag values are untrusted: the Name tag becomes inventory_hostname ----------------------
+
+HOSTILE_NAME = "<script>alert(1)</script>"
+
+
+def test_every_value_on_the_page_is_escaped(host):
+    """Each {{ expression }} of index.html.j2 ends in | e (Ansible ignores autoescape blocks)."""
+    template = (SCENARIO.parents[1] / "templates" / "index.html.j2").read_text()
+    template = re.sub(r"\{#.*?#\}", "", template, flags=re.S)
+    expressions = re.findall(r"\{\{(.*?)\}\}", template, flags=re.S)
+    assert len(expressions) == 4
+    assert [e for e in expressions if not re.search(r"\|\s*e\s*$", e)] == []
+
+
+@pytest.mark.parametrize(
+    "server_name",
+    ["web01\n    Include /etc/shadow", "a" * 64 + ".example.com"],
+    ids=["newline-directive", "label-of-64"],
+)
+def test_hostile_server_name_is_refused_before_any_change(host, server_name):
+    vhost_before = host.file(VHOST).content_string
+    result = converge({"apache_server_name": server_name})
+    assert result.returncode != 0
+    assert "is not a valid hostname" in result.stdout, result.stdout
+    assert "changed=0" in result.stdout
+    assert host.file(VHOST).content_string == vhost_before
+    assert request(f"{TRUSTED_URL}/")[0] == 200
+
+
+def hostile_inventory(tmp_path):
+    """The web server again, under the inventory name a hostile Name tag would give it."""
+    inventory = tmp_path / "hostile.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        HOSTILE_NAME: {
+                            "ansible_connection": "podman",
+                            "ansible_podman_executable": "podman",
+                            "ansible_host": TESTBED["apache_testbed_web_name"],
+                            "vpc_cidr": TESTBED["apache_testbed_vpc_subnet"],
+                            "alb_health_check_path": "/healthz",
+                        }
+                    }
+                }
+            }
+        )
+    )
+    return inventory
+
+
+def test_hostile_name_tag_is_refused_as_server_name(host, tmp_path):
+    vhost_before = host.file(VHOST).content_string
+    result = converge({}, inventory=hostile_inventory(tmp_path))
+    assert result.returncode != 0
+    assert "is not a valid hostname" in result.stdout, result.stdout
+    assert "changed=0" in result.stdout
+    assert host.file(VHOST).content_string == vhost_before
+
+
+# Last in this file: leaves the page naming the hostile host (escaped).
+def test_hostile_name_tag_appears_escaped_on_the_page(host, tmp_path):
+    """Should such a name reach the page, it is printed as text, not markup.
+
+    The role's own content tasks (tasks/content.yml, the index template) run
+    under the hostile inventory name; the page is fetched from Apache.
+    """
+    playbook = tmp_path / "page.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Publish the index page under the hostile inventory name",
+                    "hosts": "all",
+                    "become": True,
+                    "gather_subset": ["!all", "min"],
+                    "tasks": [
+                        {
+                            "name": "Write the page with the role's own tasks",
+                            "ansible.builtin.include_role": {"name": "apache", "tasks_from": "content.yml"},
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(hostile_inventory(tmp_path)), str(playbook)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+    )
+    assert result.returncode == 0, result.stdout
+    assert "changed=1" in result.stdout  # the page, and only the page
+    status, _, body = request(f"{TRUSTED_URL}/")
+    assert status == 200
+    assert "<script>" not in body
+    assert "<title>fumidai: &lt;script&gt;alert(1)&lt;/script&gt;</title>" in body
+    assert '<strong id="served-by">&lt;script&gt;alert(1)&lt;/script&gt;</strong>' in body

@@ -19,7 +19,11 @@ import yaml
 SCENARIO = yaml.safe_load((Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "molecule.yml").read_text())
 PLATFORMS = {p["groups"][0]: p for p in SCENARIO["platforms"]}
 ADMIN_CIDRS = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["admin_cidrs"]
+# The admin CIDRs the role exempts from the rate limit and fail2ban: not the
+# /0 ranges the scenario also lists with allow_ssh_from_anywhere.
+EXEMPT_CIDRS = [cidr for cidr in ADMIN_CIDRS if not cidr.endswith("/0")]
 BASTION_VARS = SCENARIO["provisioner"]["inventory"]["group_vars"]["bastion"]
+HOST_VARS = SCENARIO["provisioner"]["inventory"]["host_vars"]
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 KEY = EPHEMERAL / "id_ed25519"
 VENV_BIN = Path(sys.executable).parent
@@ -74,7 +78,12 @@ def ssh(ssh_config):
 
     def run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["ssh", "-F", str(ssh_config), *args], capture_output=True, text=True, timeout=timeout, check=False
+            ["ssh", "-F", str(ssh_config), *args],
+            stdin=subprocess.DEVNULL,  # ssh -W relays stdin: nothing to send
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     return run

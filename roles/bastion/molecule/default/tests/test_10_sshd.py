@@ -30,6 +30,9 @@ def test_sshd_effective_values(bastion):
         "permitemptypasswords": "no",
         "hostbasedauthentication": "no",
         "allowtcpforwarding": "local",
+        # Computed by the role from the inventory's vpc_id / private_ip_address
+        # (molecule.yml host_vars): the private host only, the outsider is in another VPC.
+        "permitopen": f"{ip_of('private')}:22",
         "allowagentforwarding": "no",
         "allowstreamlocalforwarding": "no",
         "x11forwarding": "no",
@@ -80,6 +83,17 @@ def test_host_keys(bastion):
     rsa_bits = bastion.check_output("ssh-keygen -l -f /etc/ssh/ssh_host_rsa_key.pub").split()[0]
     assert rsa_bits == "4096"
     assert bastion.file("/etc/ssh/ssh_host_ed25519_key").mode == 0o600
+
+
+def test_the_pinned_ed25519_host_key_is_the_one_from_before_the_role(bastion):
+    """Provisioning pins the ed25519 key from the console output: converging must not replace it."""
+    before = bastion.file("/var/tmp/molecule-ed25519-before.pub").content_string
+    assert before.startswith("ssh-ed25519 ")
+    assert bastion.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string == before
+    served = subprocess.run(
+        ["ssh-keyscan", "-t", "ed25519", ip_of("bastion")], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    assert before.split()[1] in served
 
 
 def test_only_ed25519_and_rsa_host_keys_are_offered():

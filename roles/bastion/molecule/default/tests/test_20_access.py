@@ -9,6 +9,10 @@ from conftest import BASTION_VARS, ip_of
 
 BASTION = ip_of("bastion")
 PRIVATE = ip_of("private")
+OUTSIDER = ip_of("outsider")
+REFUSED_BY_SSHD = "administratively prohibited"
+# The client reports a refused channel at INFO (the scenario's config says ERROR).
+VERBOSE = ("-o", "LogLevel=INFO")
 
 
 def test_key_login_works(ssh):
@@ -52,6 +56,44 @@ def test_proxyjump_to_a_private_host(ssh, private):
     result = ssh("-J", BASTION, PRIVATE, "hostname")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == private.check_output("hostname")
+
+
+def test_jump_to_a_private_host_with_w(ssh, private):
+    """The hop Ansible uses (ssh -W host:22), allowed by PermitOpen."""
+    result = ssh("-W", f"{PRIVATE}:22", BASTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SSH-2.0-OpenSSH"), result.stdout  # the private host's sshd answered
+
+
+def test_jump_to_another_port_of_a_private_host_is_refused_by_sshd(ssh, private):
+    """Not a general TCP relay: port 80 of a host in the list is refused by the bastion's sshd.
+
+    Something listens there, so a refusal cannot be a closed port on the target.
+    """
+    private.check_output("systemd-run --unit=fumidai-mol-listener -- python3 -m http.server 80")
+    try:
+        assert private.run("timeout 20 sh -c 'until ss -Htln | grep -q :80; do sleep 0.2; done'").rc == 0
+        result = ssh(*VERBOSE, "-W", f"{PRIVATE}:80", BASTION)
+        assert result.returncode == 255
+        assert REFUSED_BY_SSHD in result.stderr, result.stderr
+        assert "SSH-2.0" not in result.stdout and "HTTP" not in result.stdout
+    finally:
+        private.run("systemctl stop fumidai-mol-listener")
+
+
+def test_jump_to_an_address_not_in_the_list_is_refused_by_sshd(ssh, outsider):
+    """Port 22 of a host outside PermitOpen (the outsider, in another VPC), or the bastion itself."""
+    assert outsider.service("ssh").is_running
+    for target in (f"{OUTSIDER}:22", "127.0.0.1:22", f"{BASTION}:22"):
+        result = ssh(*VERBOSE, "-W", target, BASTION)
+        assert result.returncode == 255, target
+        assert REFUSED_BY_SSHD in result.stderr, (target, result.stderr)
+        assert "SSH-2.0" not in result.stdout, target
+    # The same through ProxyJump, as a person would try it (the jump ssh reads
+    # the scenario's LogLevel ERROR: it says only that its channel was refused).
+    result = ssh("-J", BASTION, OUTSIDER, "true")
+    assert result.returncode == 255
+    assert "stdio forwarding failed" in result.stderr, result.stderr
 
 
 def test_multiplexed_fanout_from_a_non_admin_source_is_not_limited(outsider, bastion):

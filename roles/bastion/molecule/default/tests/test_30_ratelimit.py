@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import ADMIN_CIDRS, ip_of
+from conftest import ADMIN_CIDRS, EXEMPT_CIDRS, ip_of
 
 BASTION = ip_of("bastion")
 CHAIN = "BASTION-SSH-RATELIMIT"
@@ -41,8 +41,26 @@ def test_foreign_input_rules_are_kept(bastion):
 def test_admin_cidrs_return_before_the_limit(bastion):
     rules = bastion.check_output(f"iptables -w -S {CHAIN}").splitlines()[1:]
     returns = [r for r in rules if r.endswith("-j RETURN")]
-    assert [r.split("-s ")[1].split()[0] for r in returns] == ADMIN_CIDRS
+    assert [r.split("-s ")[1].split()[0] for r in returns] == EXEMPT_CIDRS
     assert "hashlimit" in rules[-1] and rules[-1].endswith("-j DROP")
+
+
+def test_whole_internet_admin_ranges_are_accepted_but_never_exempt(bastion):
+    """admin_cidrs lists 0.0.0.0/0 and ::/0 with allow_ssh_from_anywhere: the role converged
+    (preflight accepts them too), and exempts neither from the rate limit or fail2ban."""
+    assert {"0.0.0.0/0", "::/0"} <= set(ADMIN_CIDRS)
+    rules_v4 = bastion.check_output(f"iptables -w -S {CHAIN}").splitlines()
+    rules_v6 = bastion.check_output(f"ip6tables -w -S {CHAIN}").splitlines()
+    assert [r for r in rules_v4 if r.endswith("-j RETURN")] == [
+        f'-A {CHAIN} -s {cidr} -m comment --comment "admin CIDR: never limited" -j RETURN' for cidr in EXEMPT_CIDRS
+    ]
+    assert [r for r in rules_v6 if r.endswith("-j RETURN")] == []
+    jail = bastion.file("/etc/fail2ban/jail.d/bastion-sshd.local").content_string.splitlines()
+    assert [line for line in jail if line.startswith("ignoreip")] == [
+        "ignoreip = 127.0.0.1/8 ::1 " + " ".join(EXEMPT_CIDRS)
+    ]
+    # Behaviourally: test_non_admin_burst_is_limited (below) and the outsider's ban
+    # (test_40) happen although 0.0.0.0/0 is an admin CIDR.
 
 
 def test_ipv6_chain_present(bastion):

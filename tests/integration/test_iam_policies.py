@@ -1,0 +1,419 @@
+"""docs/iam/'s two IAM policies are enough for what they claim, and grant nothing the flows do not use.
+
+One moto server with IAM enforcement on (moto's INITIAL_NO_AUTH_ACTION_COUNT switch, set to 0 through its
+/moto-api/reset-auth endpoint once the test's IAM users exist): every call after that is authenticated by
+access key and authorised against the policies attached to that user. The server is the project's
+(scripts/moto_server.py) with a request log (tests/integration/iam_recording_server.py).
+
+- fumidai-readonly: the inventory plugin, the doctor (ssh, http), the audit, re-pinning host keys
+  (playbooks/host_keys.yml) and the wait for the ALB (playbooks/alb_ready.yml), as a user holding only it.
+- fumidai-provision: playbooks/provision.yml and playbooks/teardown.yml, as a user holding only it.
+
+moto enforces the Action element only (docs/iam.md, "How it is tested"), so the users hold each policy's
+action projection; the full documents, Resource and Condition included, are evaluated against the request
+log by tests/integration/iam_policy.py. Negative controls: the same flow with one needed action taken out
+of the policy stops with AccessDenied naming it, and calls outside the project are denied by the conditions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import iam_policy
+import moto_local
+import pytest
+from conftest import ROOT, run_playbook, run_report_playbook
+
+REGION = "ap-northeast-1"
+ADMIN_CIDR = "192.168.250.0/24"
+VENV_BIN = Path(sys.executable).parent
+SERVER = Path(__file__).resolve().parent / "iam_recording_server.py"
+AUTH_ERRORS = {"AccessDenied", "UnauthorizedOperation", "AuthFailure", "InvalidClientTokenId",
+               "SignatureDoesNotMatch"}
+
+# Users: which policy document each holds (its action projection, the part moto enforces), and the action
+# taken out for the negative controls.
+USERS = {
+    "readonly": ("readonly", None),
+    "provision": ("provision", None),
+    "readonly-without-describe-instances": ("readonly", "ec2:DescribeInstances"),
+    "provision-without-create-vpc": ("provision", "ec2:CreateVpc"),
+}
+# Which user's calls are judged against which policy.
+POLICY_OF = {"readonly": "readonly", "provision": "provision"}
+
+# Actions a policy grants that no flow called in this run, each with the reason it is granted anyway
+# ({action: reason}). Empty today: every granted action is called by some flow. An action the flows start
+# calling must leave this list (the test says so), and an action the policy grants that is neither called
+# nor listed here fails the test: the policies grant nothing unexplained.
+EXPECTED_UNUSED: dict[str, dict[str, str]] = {"readonly": {}, "provision": {}}
+
+
+@dataclass
+class Flow:
+    name: str
+    user: str
+    proc: subprocess.CompletedProcess
+    entries: list[dict]
+    report: dict | None = None
+    seconds: float = 0.0
+
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    def denied(self) -> list[str]:
+        return [f"{e['action']} ({e['error']}, log line {e['line']})" for e in self.entries
+                if e["error"] in AUTH_ERRORS]
+
+
+class IamServer:
+    """The recording moto server, its IAM users and its request log."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.log = tmp / "requests.jsonl"
+        self.port = moto_local.free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        with open(tmp / "server.out", "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(SERVER), "--request-log", str(self.log),
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.keys: dict[str, tuple[str, str]] = {}
+
+    def stop(self) -> None:
+        moto_local.stop_pid(self.proc.pid)
+
+    def entries(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text(encoding="utf-8").splitlines()
+        return [{**json.loads(line), "line": number} for number, line in enumerate(lines, 1)]
+
+    def create_users(self) -> None:
+        """Before enforcement: one user per USERS entry, holding the projection of its policy. The full
+        documents are created too (not attached), so moto's IAM validates their syntax."""
+        iam = boto3.client("iam", region_name=REGION, endpoint_url=self.endpoint,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        for name in POLICY_OF:
+            iam.create_policy(PolicyName=f"fumidai-{name}", PolicyDocument=json.dumps(iam_policy.load_policy(name)))
+        for user, (policy_name, removed) in USERS.items():
+            document = iam_policy.load_policy(policy_name)
+            if removed:
+                document = iam_policy.without_action(document, removed)
+            arn = iam.create_policy(PolicyName=f"{user}-actions",
+                                    PolicyDocument=json.dumps(iam_policy.projection(document)))["Policy"]["Arn"]
+            iam.create_user(UserName=user)
+            iam.attach_user_policy(UserName=user, PolicyArn=arn)
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            self.keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+
+    def enforce(self) -> None:
+        """INITIAL_NO_AUTH_ACTION_COUNT = 0 from now on: every request is authenticated and authorised."""
+        # Not form-encoded (urllib's default): moto reads the count from the raw body.
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["status"] == "ok"
+
+    def env(self, user: str) -> dict[str, str]:
+        key_id, secret = self.keys[user]
+        return {**moto_local.environment(self.endpoint, REGION), "AWS_ACCESS_KEY_ID": key_id,
+                "AWS_SECRET_ACCESS_KEY": secret, "ANSIBLE_INVENTORY_CACHE": "false",
+                "FUMIDAI_OUTPUTS_FILE": str(self.tmp / "outputs.yml"),
+                "FUMIDAI_KNOWN_HOSTS": str(self.tmp / "known_hosts")}
+
+    def run(self, name: str, user: str, *playbook_args: str, command: list[str] | None = None,
+            report: tuple[str, str] | None = None) -> Flow:
+        """Run a playbook (or a command) as ``user``; keep the calls that user made meanwhile.
+        ``report``: (the playbook's output variable, file name) for the doctor's and the audit's JSON."""
+        before = len(self.entries())
+        started = time.monotonic()
+        env = self.env(user)
+        result = None
+        if command:
+            proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                                       "ANSIBLE_NOCOLOR": "1", **env})
+        elif report:
+            proc, result = run_report_playbook(playbook_args[0], report[0], self.tmp / report[1],
+                                               *playbook_args[1:], env=env)
+        else:
+            proc = run_playbook(*playbook_args, env=env)
+        key_id = self.keys[user][0]
+        entries = [e for e in self.entries()[before:] if e["access_key"] == key_id]
+        return Flow(name, user, proc, entries, result, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def flows(tmp_path_factory):
+    """Every flow, in the order an operator runs them, each as its user; the negative controls first
+    (each on the state it needs: an empty account, then a provisioned one)."""
+    tmp = tmp_path_factory.mktemp("iam")
+    server = IamServer(tmp)
+    try:
+        moto_local.wait_until_up(server.endpoint)
+        server.create_users()
+        server.enforce()
+        key = tmp / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        (tmp / "hosts").write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+        (tmp / "group_vars").symlink_to(ROOT / "inventory" / "group_vars")
+        hosts = ("-i", str(tmp / "hosts"))
+        provision_vars = ("-e", json.dumps({"admin_cidrs": [ADMIN_CIDR], "ssh_public_key_path": f"{key}.pub"}))
+        inventory = [str(VENV_BIN / "ansible-inventory"), "-i", "inventory/aws.bastion_ec2.yml", "--list"]
+        done: dict[str, Flow] = {}
+
+        done["provision without ec2:CreateVpc"] = server.run(
+            "provision without ec2:CreateVpc", "provision-without-create-vpc",
+            "playbooks/provision.yml", *hosts, *provision_vars)
+        done["provision"] = server.run("provision", "provision", "playbooks/provision.yml", *hosts, *provision_vars)
+        done["inventory"] = server.run("inventory", "readonly", command=inventory)
+        done["inventory without ec2:DescribeInstances"] = server.run(
+            "inventory without ec2:DescribeInstances", "readonly-without-describe-instances", command=inventory)
+        # ssh and http: http reads everything ssh does plus the load balancer; egress reads what ssh reads.
+        for path in ("ssh", "http"):
+            done[f"doctor {path}"] = server.run(
+                f"doctor {path}", "readonly", "playbooks/doctor.yml", *hosts, "-e", "target=web01",
+                "-e", f"path={path}", "-e", "source_cidr=192.168.250.10/32",
+                report=("doctor_output", f"doctor-{path}.json"))
+        done["audit"] = server.run("audit", "readonly", "playbooks/audit.yml", *hosts,
+                                   report=("audit_output", "audit.json"))
+        done["host keys"] = server.run("host keys", "readonly", "playbooks/host_keys.yml", *hosts,
+                                       "-e", "host_keys_repin=all")
+        done["alb ready"] = server.run("alb ready", "readonly", "playbooks/alb_ready.yml", *hosts,
+                                       "-e", "aws_alb_ready_poll_interval=1")
+        done["teardown"] = server.run("teardown", "provision", "playbooks/teardown.yml", *hosts)
+        # What ran, for whoever reads a failure (and the run times in docs/iam.md).
+        (tmp / "flows.json").write_text(json.dumps(
+            [{"flow": f.name, "user": f.user, "returncode": f.proc.returncode, "seconds": round(f.seconds, 1),
+              "calls": len(f.entries), "refused": f.denied()} for f in done.values()], indent=1))
+        for flow in done.values():
+            (tmp / f"{flow.name.replace(' ', '_').replace(':', '')}.out").write_text(flow.output())
+        yield {"flows": done}
+    finally:
+        server.stop()
+
+
+def flows_of(flows: dict, user: str) -> list[Flow]:
+    return [f for f in flows["flows"].values() if f.user == user]
+
+
+def ran_clean(flow: Flow) -> str:
+    """'' when the flow finished and no call was refused; else what went wrong, naming refused actions."""
+    denied = flow.denied()
+    if denied:
+        return (f"{flow.name}: refused {denied}: add these to docs/iam/fumidai-{POLICY_OF[flow.user]}.json "
+                f"(and docs/iam.md)")
+    return ""
+
+
+# --------------------------------------------------------------------------- the documents themselves
+@pytest.mark.parametrize("name", sorted(iam_policy.POLICY_FILES))
+def test_policy_document_is_well_formed_and_uses_listed_condition_keys(name):
+    policy = iam_policy.load_policy(name)
+    assert iam_policy.lint(policy, iam_policy.load_sar()) == []
+    # IAM's limit for a customer managed policy, whitespace not counted.
+    assert iam_policy.size_without_whitespace(policy) <= 6144
+
+
+def test_lint_rejects_keys_and_resources_the_reference_does_not_list():
+    policy = {"Version": "2012-10-17", "Statement": [
+        # CreateVpc makes a new VPC: it has no resource tag to test yet, only requested ones.
+        {"Sid": "A", "Effect": "Allow", "Action": "ec2:CreateVpc", "Resource": "arn:aws:ec2:*:*:vpc/*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/Project": "fumidai"}}},
+        # DescribeVpcs has no resource-level permissions: an ARN makes the statement dead.
+        {"Sid": "B", "Effect": "Allow", "Action": "ec2:DescribeVpcs", "Resource": "arn:aws:ec2:*:*:vpc/*"}]}
+    problems = iam_policy.lint(policy, iam_policy.load_sar())
+    assert problems == [
+        "A: ec2:CreateVpc does not support condition key aws:ResourceTag/Project on ['vpc'] "
+        "(Service Authorization Reference)",
+        "B: ec2:DescribeVpcs has no resource type matching ['arn:aws:ec2:*:*:vpc/*'] "
+        "(no resource-level permissions: it needs Resource *)"]
+
+
+# --------------------------------------------------------------------------- enforced by moto
+def test_readonly_flows_run_holding_only_the_readonly_policy(flows):
+    done = flows["flows"]
+    inventory = done["inventory"]
+    assert inventory.proc.returncode == 0, inventory.output()[-4000:]
+    hostvars = json.loads(inventory.proc.stdout)["_meta"]["hostvars"]
+    assert set(hostvars) == {"bastion", "nat-instance", "web01", "web02"}
+    for path in ("ssh", "http"):
+        doctor = done[f"doctor {path}"]
+        # The doctor walked the path (its verdict on moto's topology is test_doctor's business).
+        assert doctor.report and doctor.report["hops"], doctor.output()[-4000:]
+    audit = done["audit"]
+    assert audit.report and audit.report["summary"], audit.output()[-4000:]
+    for name in ("host keys", "alb ready"):
+        assert done[name].proc.returncode == 0, done[name].output()[-4000:]
+    problems = [ran_clean(f) for f in flows_of(flows, "readonly")]
+    assert [p for p in problems if p] == []
+
+
+def test_provision_and_teardown_run_holding_only_the_provision_policy(flows):
+    done = flows["flows"]
+    for name in ("provision", "teardown"):
+        assert ran_clean(done[name]) == ""
+        assert done[name].proc.returncode == 0, done[name].output()[-6000:]
+    created = {e["action"] for e in done["provision"].entries if e["status"] < 400}
+    deleted = {e["action"] for e in done["teardown"].entries if e["status"] < 400}
+    assert {"ec2:CreateVpc", "ec2:RunInstances", "elasticloadbalancing:CreateLoadBalancer"} <= created
+    assert {"ec2:DeleteVpc", "ec2:TerminateInstances", "elasticloadbalancing:DeleteLoadBalancer"} <= deleted
+
+
+# --------------------------------------------------------------------------- negative controls (enforcement is on)
+def test_inventory_stops_with_access_denied_when_describe_instances_is_missing(flows):
+    flow = flows["flows"]["inventory without ec2:DescribeInstances"]
+    assert flow.proc.returncode != 0
+    assert "ec2:DescribeInstances" in flow.output() and "AccessDenied" in flow.output(), flow.output()[-3000:]
+    refused = [e for e in flow.entries if e["error"] in AUTH_ERRORS]
+    assert refused and {e["action"] for e in refused} == {"ec2:DescribeInstances"}
+
+
+def test_provision_stops_with_access_denied_when_create_vpc_is_missing(flows):
+    flow = flows["flows"]["provision without ec2:CreateVpc"]
+    assert flow.proc.returncode != 0
+    assert "not authorized to perform: ec2:CreateVpc" in flow.output(), flow.output()[-3000:]
+    refused = [e for e in flow.entries if e["error"] in AUTH_ERRORS]
+    assert [e["action"] for e in refused] == ["ec2:CreateVpc"]
+    # It stopped there: nothing was created before or after the refused call.
+    changed = [e["action"] for e in flow.entries
+               if e["status"] < 400 and not e["action"].split(":")[1].startswith(("Describe", "Get", "List"))]
+    assert changed == []
+
+
+# --------------------------------------------------------------------------- the full documents, by comparison
+@pytest.mark.parametrize("user", sorted(POLICY_OF))
+def test_every_call_is_allowed_by_the_full_policy(flows, user):
+    policy, sar = iam_policy.load_policy(POLICY_OF[user]), iam_policy.load_sar()
+    refused = []
+    for flow in flows_of(flows, user):
+        for entry in flow.entries:
+            for check in iam_policy.checks_for(entry, sar):
+                allowed, why = iam_policy.evaluate(policy, check)
+                if not allowed:
+                    refused.append(f"{flow.name}: {check.describe()}: {why}")
+    assert refused == []
+
+
+@pytest.mark.parametrize("flow", ["inventory", "host keys", "alb ready"])
+def test_the_provision_policy_also_covers_what_site_yml_reads(flows, flow):
+    """site.yml runs provisioning, the inventory plugin, host key pinning and the ALB wait as one identity."""
+    policy, sar = iam_policy.load_policy("provision"), iam_policy.load_sar()
+    checks = [c for e in flows["flows"][flow].entries for c in iam_policy.checks_for(e, sar)]
+    assert checks
+    assert [c.describe() for c in checks if not iam_policy.evaluate(policy, c)[0]] == []
+
+
+@pytest.mark.parametrize("user", sorted(POLICY_OF))
+def test_the_policy_grants_no_action_the_flows_do_not_use(flows, user):
+    policy, sar = iam_policy.load_policy(POLICY_OF[user]), iam_policy.load_sar()
+    called = {c.action for f in flows_of(flows, user) for e in f.entries for c in iam_policy.checks_for(e, sar)}
+    unused = {p for p in iam_policy.granted_patterns(policy)
+              if not any(iam_policy.action_matches(p, action) for action in called)}
+    expected = set(EXPECTED_UNUSED[user])
+    assert not unused - expected, f"granted, never called (remove, or explain in EXPECTED_UNUSED): {unused - expected}"
+    assert not expected - unused, f"now called: remove from EXPECTED_UNUSED[{user!r}]: {expected - unused}"
+
+
+# --------------------------------------------------------------------------- negative controls for the conditions
+def _first(flows, flow: str, action: str) -> dict:
+    entry = next(e for e in flows["flows"][flow].entries if e["action"] == action and e["status"] < 400)
+    return copy.deepcopy(entry)
+
+
+def _retag(entry: dict, resource_prefix: str, tags: dict) -> dict:
+    for resource in entry["resources"]:
+        if resource["id"].startswith(resource_prefix):
+            resource["tags"] = tags
+    return entry
+
+
+def _set_params(entry: dict, **params: str) -> dict:
+    entry["params"].update({k.replace("__", "."): v for k, v in params.items()})
+    return entry
+
+
+def _drop_tag_specifications(entry: dict) -> dict:
+    entry["params"] = {k: v for k, v in entry["params"].items() if not k.startswith("TagSpecification.")}
+    return entry
+
+
+def _tag_value(entry: dict, key: str, value: str) -> dict:
+    for name, current in list(entry["params"].items()):
+        if name.endswith(".Key") and current == key:
+            entry["params"][name[: -len("Key")] + "Value"] = value
+    return entry
+
+
+def _extra_tag(entry: dict, key: str) -> dict:
+    entry["params"].update({"TagSpecification.1.Tag.9.Key": key, "TagSpecification.1.Tag.9.Value": "x"})
+    return entry
+
+
+def _image_owner(entry: dict, owner: str) -> dict:
+    for resource in entry["resources"]:
+        if resource["type"] == "image":
+            resource["owner"] = owner
+    return entry
+
+
+def _other_listener(entry: dict) -> dict:
+    arn = entry["params"]["ListenerArn"].replace("/fumidai-alb/", "/other-alb/")
+    entry["params"]["ListenerArn"] = arn
+    entry["resources"] = [{**r, "id": arn} for r in entry["resources"]]
+    return entry
+
+
+OUTSIDE_THE_PROJECT = {
+    "a VPC tagged for another project": ("provision", "ec2:CreateVpc",
+                                         lambda e: _tag_value(e, "Project", "other"), "ec2:CreateVpc"),
+    "an untagged VPC": ("provision", "ec2:CreateVpc", _drop_tag_specifications, "ec2:CreateVpc"),
+    "a subnet with a tag key outside the list": ("provision", "ec2:CreateSubnet",
+                                                 lambda e: _extra_tag(e, "Owner"), "ec2:CreateSubnet"),
+    "a subnet in another project's VPC": ("provision", "ec2:CreateSubnet",
+                                          lambda e: _retag(e, "vpc-", {"Project": "other"}), "ec2:CreateSubnet"),
+    "an instance without IMDSv2": ("provision", "ec2:RunInstances",
+                                   lambda e: _set_params(e, MetadataOptions__HttpTokens="optional"),
+                                   "ec2:RunInstances"),
+    "an unencrypted root volume": ("provision", "ec2:RunInstances",
+                                   lambda e: _set_params(e, BlockDeviceMapping__1__Ebs__Encrypted="false"),
+                                   "ec2:RunInstances"),
+    "an image from another owner": ("provision", "ec2:RunInstances",
+                                    lambda e: _image_owner(e, "999999999999"), "ec2:RunInstances"),
+    "terminating another project's instance": ("teardown", "ec2:TerminateInstances",
+                                               lambda e: _retag(e, "i-", {"Project": "other"}),
+                                               "ec2:TerminateInstances"),
+    "releasing an untagged address": ("teardown", "ec2:ReleaseAddress", lambda e: _retag(e, "eipalloc-", {}),
+                                      "ec2:ReleaseAddress"),
+    "deleting another project's load balancer": (
+        "teardown", "elasticloadbalancing:DeleteLoadBalancer",
+        lambda e: _retag(e, "arn:", {"Project": "other"}), "elasticloadbalancing:DeleteLoadBalancer"),
+    "deleting a listener of another load balancer": ("teardown", "elasticloadbalancing:DeleteListener",
+                                                     _other_listener, "elasticloadbalancing:DeleteListener"),
+    "console output of another project's instance": ("provision", "ec2:GetConsoleOutput",
+                                                     lambda e: _retag(e, "i-", {"Project": "other"}),
+                                                     "ec2:GetConsoleOutput"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUTSIDE_THE_PROJECT))
+def test_the_conditions_refuse_calls_outside_the_project(flows, case):
+    """The recorded call is allowed; the same call made outside the project is not (the conditions bite)."""
+    flow, action, change, refused_action = OUTSIDE_THE_PROJECT[case]
+    policy, sar = iam_policy.load_policy("provision"), iam_policy.load_sar()
+    entry = _first(flows, flow, action)
+    assert all(iam_policy.evaluate(policy, c)[0] for c in iam_policy.checks_for(entry, sar))
+    refused = [c for c in iam_policy.checks_for(change(entry), sar) if not iam_policy.evaluate(policy, c)[0]]
+    described = [c.describe() for c in refused]
+    assert refused and {c.action for c in refused} <= {refused_action, "ec2:CreateTags"}, described
