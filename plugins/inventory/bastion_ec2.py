@@ -575,7 +575,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         one call per region and only then, so the hop still works."""
         wanted = self._bastion_tags()
         for region, result in data["regions"].items():
-            vpcs_with_bastion = {i["vpc_id"] for i in result["instances"] if self._is_bastion(i)}
+            vpcs_with_bastion = {i["vpc_id"] for i in result["instances"] if self._is_bastion(i, wanted)}
             missing = sorted({i["vpc_id"] for i in result["instances"] if i["vpc_id"]} - vpcs_with_bastion)
             result["extra_bastions"] = []
             if not missing or not wanted:
@@ -600,8 +600,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             wanted[key] = str(self.get_option("project_tag_value"))
         return wanted
 
-    def _is_bastion(self, instance: dict) -> bool:
-        wanted = self._bastion_tags()
+    @staticmethod
+    def _is_bastion(instance: dict, wanted: dict) -> bool:
+        """``wanted``: _bastion_tags(), computed once per pass rather than once per instance."""
         tags = instance["ec2_tags"]
         return bool(wanted) and all(tags.get(k) == v for k, v in wanted.items())
 
@@ -782,8 +783,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         Two candidates are an error, not a pick: whoever can launch and tag an instance must not be able to
         become the way in by having a lower instance ID.
         """
+        wanted = self._bastion_tags()
         candidates: dict[str, list[dict]] = {}
-        for instance in [i for i in instances if self._is_bastion(i)] + extra:
+        for instance in [i for i in instances if self._is_bastion(i, wanted)] + extra:
             if instance.get("state") in (None, "running"):
                 candidates.setdefault(instance["vpc_id"], []).append(instance)
         duplicated = {vpc: sorted(i["instance_id"] for i in found)
@@ -791,7 +793,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if duplicated:
             described = "; ".join(f"{vpc}: {', '.join(ids)}" for vpc, ids in sorted(duplicated.items()))
             raise AnsibleError(f"bastion_ec2: more than one running instance is tagged as the bastion "
-                               f"({self._bastion_tags()}) in a VPC ({described}). fumidai will not guess which one "
+                               f"({wanted}) in a VPC ({described}). fumidai will not guess which one "
                                "to trust: terminate or untag the one you did not launch.")
         bastions = {}
         safe_ids = {i["instance_id"] for i in instances + extra}

@@ -102,7 +102,6 @@ known_hosts_file:
 
 import fcntl  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.fumidai_host_keys import (  # noqa: E402
@@ -116,15 +115,14 @@ from ansible.module_utils.fumidai_host_keys import (  # noqa: E402
     valid_instance_id,
     write_known_hosts,
 )
+from ansible.module_utils.fumidai_ssh import SAFE_HOST_NAME  # noqa: E402
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code  # noqa: E402
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$")
 
 
 def display_name(instance_id: str, names: dict) -> str:
     name = names.get(instance_id)
-    return f"{name} ({instance_id})" if isinstance(name, str) and SAFE_NAME.match(name) else instance_id
+    return f"{name} ({instance_id})" if isinstance(name, str) and SAFE_HOST_NAME.match(name) else instance_id
 
 
 class ConsoleReader:
