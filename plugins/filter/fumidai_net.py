@@ -186,14 +186,7 @@ def fumidai_web_instance_problems(web_instances, subnets):
 
 def fumidai_port_problems(ports, variable="ports"):
     """Problems with a list of TCP ports (1-65535); [] when it is one (an empty list is one)."""
-    if isinstance(ports, (str, dict)) or not isinstance(ports, (list, tuple)):
-        return [f"{variable}: must be a list of TCP ports (1-65535), e.g. [80, 443] (got {ports!r})"]
-    bad = [port for port in ports if isinstance(port, bool) or not re.fullmatch(r"[0-9]{1,5}", str(port).strip())
-           or not 1 <= int(str(port).strip()) <= 65535]
-    if bad:
-        verb = "is not a TCP port" if len(bad) == 1 else "are not TCP ports"
-        return [f"{variable}: {', '.join(repr(p) for p in bad)} {verb} (1-65535)"]
-    return []
+    return access.port_problems(ports, variable)
 
 
 def fumidai_forward_problems(entries, variable="nat_instance_forward_ports"):

@@ -42,6 +42,7 @@ Pure Python. Imported by modules as ``ansible.module_utils.fumidai_access``.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 PREFIX_LIMIT = {4: 8, 6: 32}
 ADDRESS_LIMIT = {4: 2 ** (32 - PREFIX_LIMIT[4]), 6: 2 ** (128 - PREFIX_LIMIT[6])}
@@ -133,10 +134,21 @@ DEFAULT_FORWARD = [{"proto": "tcp", "port": 80}, {"proto": "tcp", "port": 443}, 
 
 def _port(value: object) -> int | None:
     """A port number from an int or a numeric string; None when it is not one (booleans are not)."""
-    if isinstance(value, bool) or not str(value).strip().isdigit():
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,5}", str(value).strip()):
         return None
     port = int(str(value).strip())
     return port if 1 <= port <= 65535 else None
+
+
+def port_problems(ports: object, variable: str = "ports") -> list[str]:
+    """Problems with a list of TCP ports (1-65535); [] when it is one (an empty list is one)."""
+    if isinstance(ports, (str, dict)) or not isinstance(ports, (list, tuple)):
+        return [f"{variable}: must be a list of TCP ports (1-65535), e.g. [80, 443] (got {ports!r})"]
+    bad = [port for port in ports if _port(port) is None]
+    if bad:
+        verb = "is not a TCP port" if len(bad) == 1 else "are not TCP ports"
+        return [f"{variable}: {', '.join(repr(p) for p in bad)} {verb} (1-65535)"]
+    return []
 
 
 def forward_problems(entries: object, variable: str = "nat_instance_forward_ports") -> list[str]:

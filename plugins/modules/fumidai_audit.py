@@ -95,7 +95,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.fumidai_access import DEFAULT_FORWARD, forward_problems  # noqa: E402
+from ansible.module_utils.fumidai_access import DEFAULT_FORWARD, forward_problems, port_problems  # noqa: E402
 from ansible.module_utils.fumidai_checks import audit  # noqa: E402
 
 
@@ -112,8 +112,7 @@ def main() -> None:
     )
     params = module.params
     problems = forward_problems(params["forward_ports"], "forward_ports")
-    problems += [f"update_ports: {p} is not a TCP port (1-65535)" for p in params["update_ports"]
-                 if not 1 <= p <= 65535]
+    problems += port_problems(params["update_ports"], "update_ports")
     if problems:
         module.fail_json(msg="; ".join(problems))
     path = params["known_hosts_file"]
