@@ -852,7 +852,8 @@ def publish_consoles(plan: dict, booting: set[str]) -> None:
 
     This is the channel provisioning pins host keys from, as it reads EC2's GetConsoleOutput on AWS.
     ``booting``: containers just created, whose first boot prints the keys (cloud-init does it once per
-    instance, so a container that merely restarted prints none and is published as it is).
+    instance, so a container that merely restarted prints none: the console published from the boot that
+    printed them stays).
     """
     CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + CONSOLE_TIMEOUT
@@ -873,11 +874,12 @@ def publish_consoles(plan: dict, booting: set[str]) -> None:
                                "(fumidai-keys-to-console.service in the image)")
             time.sleep(1)
         path = CONSOLE_DIR / node["resource_id"]
-        if not printed and path.exists() and host_keys.parse_console_host_keys(path.read_text()):
+        published = path.read_text() if path.exists() else None
+        if not printed and published and host_keys.parse_console_host_keys(published):
             # A restart prints no keys (first boot only): the console still shows the boot that did, as
             # EC2's "Get system log" keeps the first boot's keys readable for re-pinning a running instance.
             continue
-        if not path.exists() or path.read_text() != console:
+        if published != console:
             write_file(path, console, 0o600)
     log(f"consoles published to the local AWS API ({CONSOLE_DIR.relative_to(ROOT)})")
 
