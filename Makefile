@@ -1,16 +1,16 @@
 # fumidai: one entry point for setting up, running the lab and testing.
 #   make demo       set up, start moto + the lab, run site.yml, leave it up
 #   make demo-down  take the lab and moto down
-#   make test       set up, then every check: lint, unit, integration, molecule, lab
+#   make test       set up, then every check: lint, docs, unit, integration, molecule, lab
+#   make ee         build the execution environment image for AWX/AAP (cached)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PODMAN_ENV := . scripts/podman-env.sh
-ROLES := bastion nat_instance apache
 
-.PHONY: help setup demo demo-down test lint test-unit test-integration test-molecule test-lab bench
+.PHONY: help setup demo demo-down ee test lint docs-lint test-unit test-integration test-molecule test-lab bench
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -21,6 +21,9 @@ setup:
 demo: setup
 	@$(PODMAN_ENV) && scripts/lab.sh up
 
+ee: setup
+	@$(PODMAN_ENV) && scripts/build-ee.sh
+
 demo-down: setup
 	@$(PODMAN_ENV) && scripts/lab.sh down
 
@@ -28,7 +31,21 @@ lint: setup
 	yamllint --strict .
 	ruff check .
 	# ansible-lint loads the inventory: give the bastion_ec2 plugin an (empty) local AWS API.
-	scripts/moto_local.py run -- ansible-lint --profile production
+	python -m lab.moto_local run -- ansible-lint --profile production
+
+# The collection's docs as its users see them: plugin, module and role docs rendered as the docsite
+# would (schema, markup, references to fumidai.vpc and to amazon.aws & co., rstcheck), and the changelog.
+# antsibull-docs copies a collection in a git work tree with `git ls-files`: it lints the checkout itself
+# (.collections/ is git-ignored, a copy of it would hold nothing); GIT_CEILING_DIRECTORIES keeps the
+# venv's collections (in the ignored .venv/) from being copied empty.
+docs-lint: setup
+	GIT_CEILING_DIRECTORIES=$(CURDIR) antsibull-docs lint-collection-docs --plugin-docs \
+	  --validate-collection-refs dependent --disallow-unknown-collection-refs .
+	antsibull-changelog lint
+	antsibull-changelog lint-changelog-yaml --strict changelogs/changelog.yaml
+	# CHANGELOG.md is generated from changelogs/changelog.yaml: it must be up to date.
+	tmp=$$(mktemp -d) && antsibull-changelog generate --output $$tmp/CHANGELOG.md --output-format md \
+	  && cmp $$tmp/CHANGELOG.md CHANGELOG.md; rc=$$?; rm -rf $$tmp; exit $$rc
 
 test-unit: setup
 	pytest -q tests/unit
@@ -37,16 +54,29 @@ test-integration: setup
 	# Two workers, each with its own moto server; a module's tests stay on one worker.
 	pytest -q -n 2 --dist loadfile --durations=15 tests/integration
 
+# bastion alone (its rate-limit and fail2ban tests count connections over time), then nat_instance and
+# apache side by side (their own networks and containers; mostly waiting on containers and ssh).
 test-molecule: setup
-	@set -e; $(PODMAN_ENV); for role in $(ROLES); do \
-	  echo "==> molecule test: roles/$$role"; \
-	  (cd roles/$$role && ANSIBLE_ROLES_PATH=$(CURDIR)/roles molecule test); \
-	done
+	@set -e; $(PODMAN_ENV); mkdir -p .cache/molecule; \
+	echo "==> molecule test: roles/bastion"; (cd roles/bastion && molecule test); \
+	for role in nat_instance apache; do \
+	  echo "==> molecule test: roles/$$role (log: .cache/molecule/$$role.log)"; \
+	  (cd roles/$$role && molecule test > ../../.cache/molecule/$$role.log 2>&1; echo $$? > ../../.cache/molecule/$$role.rc) & \
+	done; wait; rc=0; \
+	for role in nat_instance apache; do \
+	  echo "==> roles/$$role:"; tail -n 40 .cache/molecule/$$role.log; \
+	  [ "$$(cat .cache/molecule/$$role.rc)" = 0 ] || { echo "molecule test failed: roles/$$role (.cache/molecule/$$role.log)"; rc=1; }; \
+	done; exit $$rc
 
 test-lab: setup
 	@$(PODMAN_ENV) && pytest -q --durations=15 tests/lab
 
-test: lint test-unit test-integration test-molecule test-lab
+# The execution environment (the lab tests run in it) builds in the background meanwhile: it is mostly
+# waiting on pip and podman, and the lab test waits for it on the build's lock (log: .cache/ee-build.log).
+test: setup
+	@mkdir -p .cache && (scripts/build-ee.sh > .cache/ee-build.log 2>&1 &) && \
+	  echo "==> building the execution environment in the background (.cache/ee-build.log)"
+	$(MAKE) lint docs-lint test-unit test-integration test-molecule test-lab
 
 # Benchmarks print times and ratios measured in one run (no pass/fail on time).
 bench: setup

@@ -49,11 +49,9 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import moto_local  # noqa: E402
+from lab import moto_local
 
-sys.path.insert(0, str(ROOT / "lab"))
+ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
 IMAGE = "localhost/fumidai-debian12:latest"
@@ -358,7 +356,7 @@ class LabBench(Bench):
     SSHD_SAVED = "/etc/ssh/sshd_config.fumidai-bench"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        import fumidai_lab
+        from lab import fumidai_lab
 
         state = fumidai_lab.load_state()
         if not state:
@@ -419,7 +417,7 @@ class LabBench(Bench):
         self.check_direct_ssh()
 
     def apply_lab_network(self) -> None:
-        proc = subprocess.run([sys.executable, str(ROOT / "lab" / "fumidai_lab.py"), "step", "net"], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-m", "lab.fumidai_lab", "step", "net"], cwd=ROOT,
                               env=self.podman_env, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise SystemExit(f"fumidai_lab.py step net failed:\n{proc.stdout}{proc.stderr}")

@@ -31,9 +31,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from lab import moto_local
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import moto_local  # noqa: E402
 
 BIN = Path(sys.executable).parent
 REGION = "ap-northeast-1"
@@ -170,9 +170,9 @@ def bench_size(endpoint: str, size: int, repeat: int, workdir: Path) -> dict:
 
     # Cold = the project's default (no cache configured); cached = the same with a warm jsonfile cache.
     cold_file = workdir / f"cold{size}.bastion_ec2.yml"
-    cold_file.write_text("plugin: bastion_ec2\n")
+    cold_file.write_text("plugin: fumidai.vpc.bastion_ec2\n")
     ours = workdir / f"bench{size}.bastion_ec2.yml"
-    ours.write_text(f"plugin: bastion_ec2\ncache: true\ncache_plugin: jsonfile\n"
+    ours.write_text(f"plugin: fumidai.vpc.bastion_ec2\ncache: true\ncache_plugin: jsonfile\n"
                     f"cache_connection: {workdir / f'cache-{size}'}\ncache_timeout: 3600\n")
     theirs = workdir / f"bench{size}.aws_ec2.yml"
     theirs.write_text(json.dumps(AWS_EC2_CONFIG))

@@ -52,15 +52,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_host_keys as host_keys
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_ssh
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_topology as topology
+
+from lab import moto_local
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-
-import fumidai_host_keys as host_keys  # noqa: E402
-import fumidai_ssh  # noqa: E402
-import fumidai_topology as topology  # noqa: E402
-import moto_local  # noqa: E402
 
 CACHE = ROOT / ".cache" / "lab"
 STATE_FILE = CACHE / "lab.json"
@@ -69,7 +67,7 @@ KEY_FILE = CACHE / "id_ed25519"
 # The lab's pinned host keys (FUMIDAI_KNOWN_HOSTS in the lab's environment): provisioning pins each lab
 # host's key from the console output the lab publishes; a rebuilt host's pin is dropped with it.
 KNOWN_HOSTS = CACHE / "known_hosts"
-# What the lab publishes to its local AWS API (scripts/moto_server.py --lab-dir): each instance's console
+# What the lab publishes to its local AWS API (lab/moto_server.py --lab-dir): each instance's console
 # and the ALB's HAProxy stats socket (live target health).
 AWS_DIR = CACHE / "aws"
 CONSOLE_DIR = AWS_DIR / "console"
@@ -189,7 +187,7 @@ def office_network() -> ipaddress.IPv4Network:
 def aws_env() -> dict[str, str]:
     state = moto_local.read_state()
     if not state:
-        raise LabError("the moto server is not running (scripts/moto_local.py start, or `fumidai_lab.py step moto`)")
+        raise LabError("the moto server is not running (python -m lab.moto_local start, or `fumidai_lab.py step moto`)")
     return moto_local.environment(state["endpoint"], state["region"])
 
 
@@ -320,7 +318,7 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
             node.ip = moto_ip
         else:
             # Plain moto 5.2 gives a NAT gateway a random 10.x address outside
-            # its subnet (scripts/moto_server.py fixes that); AWS takes one
+            # its subnet (lab/moto_server.py fixes that); AWS takes one
             # from the subnet. Use a free one there.
             node.ip = str(_free_address(subnet_net, taken | _reserved(subnet_net)))
             node.notes.append(f"moto reported private IP {moto_ip}, outside {subnet_net}; the lab uses {node.ip}")
@@ -959,7 +957,7 @@ def step_moto() -> None:
     state = moto_local.read_state()
     if state and state.get("lab_dir") != str(AWS_DIR):
         raise LabError(f"a moto server started outside the lab runs at {state['endpoint']}: it cannot show the lab "
-                       "hosts' consoles; stop it first (scripts/moto_local.py stop)")
+                       "hosts' consoles; stop it first (python -m lab.moto_local stop)")
     AWS_DIR.mkdir(parents=True, exist_ok=True)
     if moto_local.main(["start", "--lab-dir", str(AWS_DIR)]) != 0:
         raise LabError("the moto server did not start (see .cache/moto/server.log)")
@@ -970,7 +968,7 @@ def step_provision(web_count: int | None = None) -> None:
     write_web_instances(count)
     log(f"{count} web server(s) ({WEB_INSTANCES_FILE.relative_to(ROOT)})")
     # The lab's hosts boot in the next step: their keys are pinned when site.yml provisions again (configure).
-    playbook("playbooks/provision.yml", "-e", "aws_host_keys_enabled=false")
+    playbook("fumidai.vpc.provision", "-e", "aws_host_keys_enabled=false")
 
 
 def step_hosts() -> None:
@@ -1061,7 +1059,7 @@ def step_configure() -> None:
 
 
 def step_ssh_config() -> None:
-    playbook("playbooks/ssh_config.yml")
+    playbook("fumidai.vpc.ssh_config")
 
 
 def step_consoles() -> None:
@@ -1119,7 +1117,7 @@ def down(keep_moto: bool = False) -> None:
         if (ROOT / "playbooks" / "teardown.yml").exists():
             print("==> lab down: AWS resources on moto (playbooks/teardown.yml)", flush=True)
             try:
-                playbook("playbooks/teardown.yml")
+                playbook("fumidai.vpc.teardown")
             except LabError as exc:
                 print(f"    warning: {exc}; moto's state goes with the server anyway", flush=True)
         if not keep_moto:

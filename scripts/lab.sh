@@ -15,7 +15,7 @@ python=.venv/bin/python
 case "${1:-}" in
   up)
     shift
-    "$python" lab/fumidai_lab.py up "$@"
+    "$python" -m lab.fumidai_lab up "$@"
     # shellcheck disable=SC2046  # word splitting is the point: three values
     set -- $("$python" -c 'import json; s = json.load(open(".cache/lab/lab.json")); a = s["albs"][0]
 print(s["office_host_ip"], a["dns_name"], a["ip"])')
@@ -33,7 +33,7 @@ Try:
 Walkthrough: docs/lab.md. Take it down with: make demo-down
 TXT
     ;;
-  down) exec "$python" lab/fumidai_lab.py down ;;
-  show) exec "$python" lab/fumidai_lab.py show ;;
+  down) exec "$python" -m lab.fumidai_lab down ;;
+  show) exec "$python" -m lab.fumidai_lab show ;;
   *) echo "usage: scripts/lab.sh up [--web-count N]|down|show" >&2; exit 2 ;;
 esac

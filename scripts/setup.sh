@@ -40,6 +40,29 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
+# The checkout is the collection fumidai.vpc, used in place: .collections/ansible_collections/fumidai/vpc
+# holds one symlink per top-level entry of the collection (not one link to the checkout itself,
+# which would put a loop under the checkout for every tool that walks it). ansible.cfg's
+# collections_path names .collections; the .pth file gives the venv's Python the same import root
+# (ansible_collections.fumidai.vpc...) plus the checkout for the dev packages lab and tests.
+step "linking the checkout as the collection fumidai.vpc"
+collection=.collections/ansible_collections/fumidai/vpc
+mkdir -p "$collection"
+entries="$(.venv/bin/python -m tests.support.collection entries)"
+# Only what changed: a run (make test calls setup before each stage) never leaves the links missing.
+for link in "$collection"/*; do
+  [ -L "$link" ] || continue
+  printf '%s\n' $entries | grep -qxF "$(basename "$link")" || rm -f "$link"
+done
+for entry in $entries; do
+  [ "$(readlink "$collection/$entry" 2>/dev/null)" = "../../../../$entry" ] || ln -sfn "../../../../$entry" "$collection/$entry"
+done
+site_packages="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+printf '%s\n' "$PWD" "$PWD/.collections" > "$site_packages/fumidai-checkout.pth"
+
+# ansible-navigator refuses podman without a POSIX message queue filesystem mount point.
+mkdir -p /dev/mqueue
+
 step "building the host image (cached)"
 scripts/build-image.sh
 step "done"

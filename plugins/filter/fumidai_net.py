@@ -1,43 +1,23 @@
-"""Filters that check fumidai's topology variables before anything is created.
+"""Filters that check fumidai's topology variables before anything is created, and one that turns a
+checked forward list into security group rules.
 
-Each filter returns a list of plain-English problems, each naming the
+Each *_problems filter returns a list of plain-English problems, each naming the
 variable at fault; an empty list means the input is sound. The aws_preflight
 role asserts that every list is empty, so a bad value stops the run before
 any AWS call.
+
+One file holds several filters, so each is documented in its own sidecar beside
+this file (network_problems.yml, admin_cidr_problems.yml, web_instance_problems.yml,
+port_problems.yml, forward_problems.yml, forward_rules.yml), which ansible-doc reads:
+``ansible-doc -t filter fumidai.vpc.network_problems``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import re
-from pathlib import Path
 
-DOCUMENTATION = r"""
-name: fumidai_net
-short_description: Validate fumidai's network, access and instance variables
-description:
-  - C(fumidai_network_problems) checks vpc_cidr, subnets, nat_gateway_subnet and nat_instance_subnet.
-  - C(fumidai_admin_cidr_problems) checks admin_cidrs against allow_ssh_from_anywhere (the one validator, shared with
-    the bastion role and the audit; the limits are documented in plugins/module_utils/fumidai_access.py).
-  - C(fumidai_web_instance_problems) checks web_instances against subnets.
-  - C(fumidai_port_problems) checks a list of TCP ports (security group rules are built from it).
-  - C(fumidai_forward_problems) checks a forward list ({proto, port} entries, as nat_instance_forward_ports).
-  - C(fumidai_forward_rules) turns a forward list into amazon.aws.ec2_security_group rules for given peers.
-  - Each returns a list of messages naming the variable and the problem (empty when valid).
-"""
-
-
-def _load_access():
-    """fumidai_access lives in the project's module_utils (the audit uses it too); load it by path."""
-    path = Path(__file__).resolve().parent.parent / "module_utils" / "fumidai_access.py"
-    spec = importlib.util.spec_from_file_location("fumidai_access", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-access = _load_access()
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_access as access
 
 SUBNET_TIERS = ("public", "private")
 NAT_KINDS = ("nat_gateway", "nat_instance")
@@ -213,10 +193,10 @@ def fumidai_forward_rules(entries, peers, peer_key="cidr_ip", rule_desc="", extr
 class FilterModule:
     def filters(self):
         return {
-            "fumidai_network_problems": fumidai_network_problems,
-            "fumidai_admin_cidr_problems": fumidai_admin_cidr_problems,
-            "fumidai_web_instance_problems": fumidai_web_instance_problems,
-            "fumidai_port_problems": fumidai_port_problems,
-            "fumidai_forward_problems": fumidai_forward_problems,
-            "fumidai_forward_rules": fumidai_forward_rules,
+            "network_problems": fumidai_network_problems,
+            "admin_cidr_problems": fumidai_admin_cidr_problems,
+            "web_instance_problems": fumidai_web_instance_problems,
+            "port_problems": fumidai_port_problems,
+            "forward_problems": fumidai_forward_problems,
+            "forward_rules": fumidai_forward_rules,
         }

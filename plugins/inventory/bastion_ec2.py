@@ -1,20 +1,7 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# MIT License (see LICENSE)
 """bastion_ec2: EC2 inventory that groups hosts by subnet and reaches private hosts through their VPC's bastion."""
 
 from __future__ import annotations
-
-import hashlib
-import importlib.util
-import os
-import re
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-from ansible import constants as C
-from ansible import context
-from ansible.errors import AnsibleError
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 DOCUMENTATION = r"""
 name: bastion_ec2
@@ -25,7 +12,7 @@ description:
   - Every host that is not reachable directly gets an C(ansible_ssh_common_args) with a quoted
     C(ProxyCommand) through the bastion of its own VPC. Nothing for users to escape.
   - With O(multiplex) (the default) all hops share one SSH master connection to the bastion. The hop runs
-    C(scripts/bastion_hop.py), which opens that master once under a lock before any fan-out, so twenty
+    C(plugins/module_utils/bastion_hop.py), which opens that master once under a lock before any fan-out, so twenty
     parallel hosts cost one bastion login, not twenty (a cold C(ControlMaster=auto) races and trips the
     bastion's C(MaxStartups)). The bastion host itself gets C(ansible_control_path) set to the same socket,
     so a play that touches the bastion first opens the shared master.
@@ -42,7 +29,7 @@ description:
   - The configuration file name must end in C(bastion_ec2.yml) or C(bastion_ec2.yaml).
   - C(ansible-playbook --syntax-check) (and so ansible-lint) reads the file but makes no AWS call.
 author:
-  - fumidai project
+  - fumidai maintainers (@fumidai)
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -51,7 +38,7 @@ options:
     description: Marks this file as a bastion_ec2 inventory source.
     type: str
     required: true
-    choices: [bastion_ec2]
+    choices: [fumidai.vpc.bastion_ec2, bastion_ec2]
   regions:
     description:
       - Regions to list instances in, queried in parallel.
@@ -63,7 +50,8 @@ options:
   fallback_region:
     description:
       - Region used when neither O(regions) nor the environment nor the profile names one.
-      - The project's file sets the same default as provisioning (C(aws_region) in group_vars).
+      - The project's file sets the same default as provisioning (the C(aws_region) setting of
+        P(fumidai.vpc.settings#role)).
     type: str
   endpoint_url:
     description:
@@ -171,12 +159,12 @@ options:
   known_hosts_file:
     description:
       - The project's known_hosts file, where provisioning pins every instance's SSH host keys under its instance ID
-        (read from the instance's EC2 console output; see C(playbooks/host_keys.yml)).
+        (read from the instance's EC2 console output; see the C(fumidai.vpc.host_keys) playbook).
       - Every host's connection, and the hop to the bastion, names the instance ID as C(HostKeyAlias), trusts this
         file only (C(UserKnownHostsFile)) and refuses any key that is not pinned there (C(StrictHostKeyChecking=yes)).
         There is no setting that turns checking off.
       - Default C(.cache/known_hosts) next to the C(ansible.cfg) in use (the same file as the C(known_hosts_file)
-        variable in the project's group_vars).
+        setting of P(fumidai.vpc.settings#role)).
     type: path
     env:
       - name: FUMIDAI_KNOWN_HOSTS
@@ -191,7 +179,7 @@ options:
   multiplex:
     description:
       - Share one SSH master connection to each bastion between every hop (ControlMaster, ControlPersist),
-        opened once under a lock by C(scripts/bastion_hop.py).
+        opened once under a lock by C(plugins/module_utils/bastion_hop.py).
       - Off means each private host opens its own connection to the bastion with plain C(ssh -W).
     type: bool
     default: true
@@ -211,7 +199,7 @@ options:
       - section: ssh_connection
         key: control_path_dir
   hop_script:
-    description: The hop wrapper. Default is C(scripts/bastion_hop.py) of the project this plugin lives in.
+    description: The hop wrapper. Default is C(plugins/module_utils/bastion_hop.py) of this installed collection.
     type: path
   proxy_public_hosts:
     description: Also send hosts in public subnets (other than the bastion) through the bastion.
@@ -229,18 +217,18 @@ options:
 
 EXAMPLES = r"""
 # inventory/aws.bastion_ec2.yml - the project's own: running instances tagged Project=fumidai
-plugin: bastion_ec2
+plugin: fumidai.vpc.bastion_ec2
 
 ---
 # Two regions, admins on a VPN (reach the bastion on its private IP), another key
-plugin: bastion_ec2
+plugin: fumidai.vpc.bastion_ec2
 regions: [ap-northeast-1, us-east-1]
 bastion_address: private_ip
 private_key_file: ~/.ssh/fumidai_ed25519
 
 ---
 # Stopped instances too, a different bastion tag, and Constructable extras
-plugin: bastion_ec2
+plugin: fumidai.vpc.bastion_ec2
 filters:
   instance-state-name: [running, stopped]
 bastion_tags:
@@ -253,26 +241,28 @@ compose:
 
 ---
 # Cache the result for five minutes (ansible-inventory --flush-cache refreshes it)
-plugin: bastion_ec2
+plugin: fumidai.vpc.bastion_ec2
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: .cache/inventory
 cache_timeout: 300
 """
 
+import hashlib
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+from ansible import constants as C
+from ansible import context
+from ansible.errors import AnsibleError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible_collections.fumidai.vpc.plugins.module_utils import bastion_hop
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_ssh as ssh
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_topology as topology
 
-def _load_module_util(name: str):
-    """The project's module_utils are not importable by name on the controller: load one by path."""
-    path = Path(__file__).resolve().parent.parent / "module_utils" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-topology = _load_module_util("fumidai_topology")
-ssh = _load_module_util("fumidai_ssh")
 ssh_percent_escape = ssh.ssh_percent_escape
 proxy_word = ssh.proxy_word
 control_path_for = ssh.control_path_for
@@ -288,7 +278,8 @@ CACHE_FORMAT = 2
 BASTION_FACTS = ("name", "instance_id", "address", "user", "port")
 KNOWN_HOSTS_DEFAULT = os.path.join(".cache", "known_hosts")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-DEFAULT_HOP_SCRIPT = Path(__file__).resolve().parent.parent.parent / "scripts" / "bastion_hop.py"
+# The hop runs as a program (ProxyCommand): the file of this installed collection's module_utils.bastion_hop.
+DEFAULT_HOP_SCRIPT = Path(bastion_hop.__file__)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -427,7 +418,7 @@ def explain_error(exc: Exception, region: str, endpoint: str) -> str:
 
 # --------------------------------------------------------------------------- plugin
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
-    NAME = "bastion_ec2"
+    NAME = "fumidai.vpc.bastion_ec2"
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(("bastion_ec2.yml", "bastion_ec2.yaml"))
@@ -632,7 +623,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return instance["instance_id"]
 
     def _known_hosts_file(self) -> str:
-        """The option, else .cache/known_hosts next to the ansible.cfg in use (as group_vars say), else cwd."""
+        """The option, else .cache/known_hosts next to the ansible.cfg in use (as fumidai.vpc.settings), else cwd."""
         configured = self.get_option("known_hosts_file")
         if configured:
             return os.path.abspath(os.path.expanduser(configured))

@@ -5,8 +5,8 @@ admin_cidrs
 -----------
 
 The aws_preflight role and the bastion role call it through the
-``fumidai_admin_cidr_problems`` filter (plugins/filter/fumidai_net.py, which
-loads this file by path); the audit (fumidai_checks) calls it on the SSH
+``fumidai.vpc.admin_cidr_problems`` filter
+(plugins/filter/fumidai_net.py); the audit (fumidai_checks) calls it on the SSH
 sources the bastion's security groups really admit.
 
 "Too broad", unless ``allow_ssh_from_anywhere`` is true:
@@ -36,7 +36,7 @@ and ``{proto: icmp}`` entries, the shape of the nat_instance role's
 ``nat_instance_forward_ports``; ``forward_problems`` checks one and
 ``forward_sets`` reduces it to what a rule may cover.
 
-Pure Python. Imported by modules as ``ansible.module_utils.fumidai_access``.
+Pure Python. Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_access``.
 """
 
 from __future__ import annotations

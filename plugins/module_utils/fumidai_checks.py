@@ -12,37 +12,30 @@ fumidai_access's (the same validator preflight and the bastion role use);
 "which instances have a pinned host key?" is fumidai_host_keys's. Every name
 read from AWS is printed through fumidai_paths.label (escaped).
 
-Imported by modules as ``ansible.module_utils.fumidai_checks``.
+Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_checks``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-try:
-    from ansible.module_utils.fumidai_access import (
-        DEFAULT_FORWARD,
-        PREFIX_LIMIT,
-        breadth_problems,
-        forward_sets,
-        truthy,
-    )
-    from ansible.module_utils.fumidai_host_keys import HostKeyError, parse_known_hosts
-    from ansible.module_utils.fumidai_paths import label, role_label, sg_rule_matches
-    from ansible.module_utils.fumidai_text import text as shown_text
-    from ansible.module_utils.fumidai_topology import (
-        default_route,
-        route_table_for_subnet,
-        route_target,
-        subnet_is_public,
-        tags_dict,
-    )
-except ImportError:  # imported from plugins/module_utils directly (unit tests)
-    from fumidai_access import DEFAULT_FORWARD, PREFIX_LIMIT, breadth_problems, forward_sets, truthy
-    from fumidai_host_keys import HostKeyError, parse_known_hosts
-    from fumidai_paths import label, role_label, sg_rule_matches
-    from fumidai_text import text as shown_text
-    from fumidai_topology import default_route, route_table_for_subnet, route_target, subnet_is_public, tags_dict
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_access import (
+    DEFAULT_FORWARD,
+    PREFIX_LIMIT,
+    breadth_problems,
+    forward_sets,
+    truthy,
+)
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_host_keys import HostKeyError, parse_known_hosts
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_paths import label, role_label, sg_rule_matches
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text import text as shown_text
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_topology import (
+    default_route,
+    route_table_for_subnet,
+    route_target,
+    subnet_is_public,
+    tags_dict,
+)
 
 WORLD = ("0.0.0.0/0", "::/0")
 
@@ -453,7 +446,7 @@ def audit(facts: dict) -> dict:
     vpcs = facts.get("vpcs") or []
     vpc_ids = {v["vpc_id"] for v in vpcs}
     vpc_cidrs = {v["vpc_id"]: [a["cidr_block"] for a in v.get("cidr_block_association_set") or []
-                                if a.get("cidr_block")] or [v.get("cidr_block")] for v in vpcs}
+                               if a.get("cidr_block")] or [v.get("cidr_block")] for v in vpcs}
     instances = [i for i in facts.get("instances") or [] if i.get("vpc_id") in vpc_ids
                  and (i.get("state") or {}).get("name") not in ("terminated", "shutting-down")]
     groups = {g["group_id"]: g for g in facts.get("security_groups") or [] if g.get("vpc_id") in vpc_ids}

@@ -9,7 +9,7 @@ instance ID, and every connection names the instance ID as ``HostKeyAlias``, so 
 Elastic IP) that moves to another instance can never make ssh accept that instance's key.
 
 Pure Python (standard library only): used by the fumidai_host_keys module, the inventory plugin, the
-audit, the lab and the tests. Imported by modules as ``ansible.module_utils.fumidai_host_keys``.
+audit, the lab and the tests. Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_host_keys``.
 """
 
 from __future__ import annotations

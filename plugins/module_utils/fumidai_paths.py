@@ -11,7 +11,7 @@ SKIPPED (an earlier hop it depends on is missing).
 The security-group and network-ACL evaluation here is also what the audit
 (fumidai_checks) uses, so "does this rule let that traffic in?" is decided once.
 
-Imported by modules as ``ansible.module_utils.fumidai_paths``.
+Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_paths``.
 """
 
 from __future__ import annotations
@@ -19,19 +19,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-try:
-    from ansible.module_utils.fumidai_text import name as shown_name
-    from ansible.module_utils.fumidai_text import text as shown_text
-    from ansible.module_utils.fumidai_topology import (
-        default_route,
-        route_table_for_subnet,
-        route_target,
-        tags_dict,
-    )
-except ImportError:  # imported from plugins/module_utils directly (unit tests)
-    from fumidai_text import name as shown_name
-    from fumidai_text import text as shown_text
-    from fumidai_topology import default_route, route_table_for_subnet, route_target, tags_dict
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text import name as shown_name
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text import text as shown_text
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_topology import (
+    default_route,
+    route_table_for_subnet,
+    route_target,
+    tags_dict,
+)
 
 PASS = "PASS"
 BLOCKED = "BLOCKED"

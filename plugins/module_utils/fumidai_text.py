@@ -15,7 +15,7 @@ broken ("{{" -> "\\x7b{") and the length capped with an ellipsis. ``text()``
 does the same for free text (descriptions) without the quotes. Printable
 non-ASCII (e.g. Japanese names) is kept as it is.
 
-Imported by modules as ``ansible.module_utils.fumidai_text``.
+Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text``.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ boto3 responses passed through ``camel_dict_to_snake_dict``), so the
 inventory plugin, the audit and the doctor all decide "is this subnet
 public?" with the same code.
 
-Imported by modules as ``ansible.module_utils.fumidai_topology`` and by the
-inventory plugin from its path.
+Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_topology`` and by the
+inventory plugin.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The project's moto server (scripts/moto_server.py, unchanged, with its fixes) plus a request log, for the
+"""The project's moto server (lab/moto_server.py, unchanged, with its fixes) plus a request log, for the
 IAM policy test (tests/integration/test_iam_policies.py).
 
     python tests/integration/iam_recording_server.py --request-log requests.jsonl --host 127.0.0.1 --port P
@@ -18,7 +18,6 @@ moto's set_initial_no_auth_action_count does in server mode) once it has created
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import sys
@@ -45,11 +44,10 @@ ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>|\"__type\"\s*:\s*\"(?:[^\"#]*#)?
 
 
 def load_project_server():
-    """scripts/moto_server.py as a module (its fixes and its app), without touching sys.path."""
-    spec = importlib.util.spec_from_file_location("fumidai_moto_server", MOTO_SERVER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """lab/moto_server.py (its fixes and its app)."""
+    from lab import moto_server
+
+    return moto_server
 
 
 def request_params(response) -> dict:
@@ -171,7 +169,7 @@ def main() -> None:
     args, server_args = parser.parse_known_args()
     server = load_project_server()
     install_recorder(args.request_log)
-    # The rest of the command line is scripts/moto_server.py's own (--host, --port, ...), and its main()
+    # The rest of the command line is lab/moto_server.py's own (--host, --port, ...), and its main()
     # runs unchanged: whatever fixes and observations the project's server applies, this one applies too.
     sys.argv = [str(MOTO_SERVER), *server_args]
     server.main()

@@ -20,11 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
-import moto_local
-import moto_server
 import pytest
-from conftest import ROOT, run_playbook
-from fake_haproxy import FakeStatsSocket
+
+from lab import moto_local, moto_server
+from tests.support.fake_haproxy import FakeStatsSocket
+from tests.support.playbook import ROOT, run_playbook
 
 REGION = "ap-northeast-1"
 ADMIN_CIDR = "192.168.250.0/24"
@@ -185,7 +185,7 @@ def test_an_unhealthy_target_fails_after_the_timeout_naming_it(stack, state, rea
         "Target group fumidai-web reports:\n"
         f"- web02 ({web02}): unhealthy, {reason}\n"
         "Ask the doctor why, hop by hop:\n"
-        "  ansible-playbook playbooks/doctor.yml -e target=web02 -e path=http")
+        "  ansible-playbook fumidai.vpc.doctor -e target=web02 -e path=http")
     # the first read, then 1 + 3 attempts (3 s at 1 s intervals): each asks the lab ALB at least once
     assert stack["haproxy"].requests >= asked + 5
     assert took >= 3
@@ -214,7 +214,7 @@ def test_an_unregistered_web_host_fails_at_once(stack):
         stack["elbv2"].register_targets(TargetGroupArn=stack["group"], Targets=[{"Id": web02, "Port": 80}])
     assert failure(proc) == (
         f"web02 ({web02}) is not registered in target group fumidai-web, so the ALB sends it no requests. "
-        "Provisioning registers every web server: re-run ansible-playbook playbooks/provision.yml.")
+        "Provisioning registers every web server: re-run ansible-playbook fumidai.vpc.provision.")
     assert WAIT.format(305) not in results(proc)
 
 
@@ -305,5 +305,5 @@ def test_site_check_names_the_web_host_never_seen_and_escapes_what_pages_say(sta
         r" healthy \(6 request\(s\) in [\d.]+s: web01 x3; other pages: "
         + re.escape("\"web02\\n\\x1b[31m\\x7b{ lookup('pipe', 'id') }}\" x3; ")
         + r"limits: aws_alb_ready_url_requests_per_host, aws_alb_ready_url_timeout\). Ask the doctor: "
-        r"ansible-playbook playbooks/doctor.yml -e target=web02 -e path=http", failure(proc))
+        r"ansible-playbook fumidai.vpc.doctor -e target=web02 -e path=http", failure(proc))
     assert "\x1b" not in proc.stdout and "\\u001b" not in proc.stdout  # not even in the module's own result

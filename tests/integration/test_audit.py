@@ -9,16 +9,13 @@ import base64
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from conftest import run_playbook, run_report_playbook  # noqa: E402
-from topology_builder import REGION, build  # noqa: E402
+from tests.integration.topology_builder import REGION, build
+from tests.support.playbook import run_playbook, run_report_playbook  # noqa: E402
 
 WORLD = "0.0.0.0/0"
 VPC_CIDR = "10.0.0.0/16"
@@ -265,7 +262,7 @@ def test_doctor_and_audit_after_the_provision_playbook(aws_env, inventory, tmp_p
     volumes = boto3.client("ec2", region_name=REGION).describe_volumes()["Volumes"]
     assert all("SnapshotId" in v for v in volumes), (
         "moto omits SnapshotId for volumes not made from a snapshot (AWS returns ''), which makes "
-        "amazon.aws.ec2_vol_info fail with KeyError 'snapshot_id': scripts/moto_server.py needs the fix "
+        "amazon.aws.ec2_vol_info fail with KeyError 'snapshot_id': lab/moto_server.py needs the fix "
         "that defaults moto's Volume.snapshot_id to ''")
     proc, report = audit(inventory, tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr

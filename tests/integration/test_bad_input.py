@@ -12,9 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import boto3
-import moto_local
 import pytest
-from conftest import ROOT, run_playbook
+
+from lab import moto_local
+from tests.support.playbook import ROOT, run_playbook
 
 REGION = "ap-northeast-1"
 GOOD_SUBNETS = [
@@ -173,6 +174,6 @@ def test_unreachable_endpoint_named_by_provision_preflight(env, public_key, tmp_
     out = console(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     assert re.search(rf"Cannot use the AWS API at {re.escape(endpoint)} \(AWS_ENDPOINT_URL\)", out), out[-3000:]
-    assert "moto_local.py start" in out
+    assert "python -m lab.moto_local start" in out
     # Validation passed, nothing after the preflight ran.
     assert "Ensure the VPC exists" not in out

@@ -4,16 +4,12 @@ path; one fault per test blocks the right hop with the right fix."""
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from conftest import run_report_playbook  # noqa: E402
-from topology_builder import ADMIN_CIDR, build  # noqa: E402
+from tests.integration.topology_builder import ADMIN_CIDR, build
+from tests.support.playbook import run_report_playbook  # noqa: E402
 
 ADMIN_IP = "192.0.2.10/32"  # inside ADMIN_CIDR
 

@@ -7,7 +7,8 @@ import json
 import subprocess
 
 import boto3
-from conftest import run_playbook
+
+from tests.support.playbook import run_playbook
 
 
 def test_a_tagged_eip_attached_elsewhere_is_never_moved(aws_env, tmp_path):

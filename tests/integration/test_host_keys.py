@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import boto3
-import moto_local
 import pytest
-from conftest import run_playbook
+
+from lab import moto_local
+from tests.support.playbook import run_playbook
 
 REGION = "ap-northeast-1"
 ADMIN_CIDR = "192.168.250.0/24"

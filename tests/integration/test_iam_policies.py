@@ -3,7 +3,7 @@
 One moto server with IAM enforcement on (moto's INITIAL_NO_AUTH_ACTION_COUNT switch, set to 0 through its
 /moto-api/reset-auth endpoint once the test's IAM users exist): every call after that is authenticated by
 access key and authorised against the policies attached to that user. The server is the project's
-(scripts/moto_server.py) with a request log (tests/integration/iam_recording_server.py).
+(lab/moto_server.py) with a request log (tests/integration/iam_recording_server.py).
 
 - fumidai-readonly: the inventory plugin, the doctor (ssh, http), the audit, re-pinning host keys
   (playbooks/host_keys.yml) and the wait for the ALB (playbooks/alb_ready.yml), as a user holding only it.
@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-import iam_policy
-import moto_local
 import pytest
-from conftest import ROOT, run_playbook, run_report_playbook
+
+from lab import moto_local
+from tests.integration import iam_policy
+from tests.support.playbook import ROOT, run_playbook, run_report_playbook
 
 REGION = "ap-northeast-1"
 ADMIN_CIDR = "192.168.250.0/24"

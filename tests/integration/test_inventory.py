@@ -22,7 +22,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import ROOT, run_playbook
+
+from tests.support.playbook import ROOT, plain, run_playbook
 
 VENV_BIN = Path(sys.executable).parent
 IMAGE = "localhost/fumidai-debian12:latest"
@@ -35,16 +36,6 @@ def ansible_env(**extra: str) -> dict:
     return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_INVENTORY_CACHE": "false", "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **extra}
 
-
-def plain(value):
-    """ansible-inventory writes values that are not trusted as templates as {"__ansible_unsafe": ...}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def inventory_list(env: dict) -> dict:

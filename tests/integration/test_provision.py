@@ -11,10 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import boto3
-import moto_local
 import pytest
 import yaml
-from conftest import run_playbook
+
+from lab import moto_local
+from tests.support.playbook import run_playbook
 
 REGION = "ap-northeast-1"
 PROJECT = {"Key": "Project", "Value": "fumidai"}
@@ -33,7 +34,7 @@ INSTANCES = {  # Name: (Role, subnet Name)
     "web01": ("web", "private-subnet-1"),
     "web02": ("web", "private-subnet-2"),
 }
-NEWEST_DEBIAN_AMI = "ami-0a1b2c3d4e5f60718"  # scripts/moto_amis.json: newest debian-12-amd64-*
+NEWEST_DEBIAN_AMI = "ami-0a1b2c3d4e5f60718"  # lab/moto_amis.json: newest debian-12-amd64-*
 PROJECT_FILTER = [{"Name": "tag:Project", "Values": ["fumidai"]}]
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 

@@ -15,9 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import boto3
-import moto_local
 import pytest
-from conftest import ROOT, run_playbook
+
+from lab import moto_local
+from tests.support.playbook import ROOT, run_playbook
 
 REGION = "ap-northeast-1"
 TAGGED = [{"Name": "tag:Project", "Values": ["fumidai"]}]

@@ -33,22 +33,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
-import moto_local
 import pytest
 import yaml
-from conftest import ROOT, run_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from lab import moto_local
+from tests.support.playbook import ROOT, run_playbook
 
 REGION = "ap-northeast-1"
 ACCOUNT = "123456789012"  # moto's
 OTHER_ACCOUNT = "210987654321"
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 LIVE = ("pending", "running", "stopping", "stopped")
-PLAN_TASK = re.compile(r"TASK \[aws_teardown : Show what teardown deletes\][^\n]*\nok: \[localhost\] => (\{.*?\n\})",
-                       re.S)
+PLAN_TASK = re.compile(r"TASK \[fumidai\.vpc\.aws_teardown : Show what teardown deletes\][^\n]*\n"
+                       r"ok: \[localhost\] => (\{.*?\n\})", re.S)
 
 
 def recap(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -520,7 +521,7 @@ def test_another_stacks_record_is_kept_aside_not_overwritten(teardown_b, stacks)
     assert aside["found"] == aside["expected"]
     assert (f"held the record of another stack ({stacks.records['b']['vpc_id']}), not torn down; it is now in "
             f"{aside['path']}. To tear that stack down: FUMIDAI_OUTPUTS_FILE={aside['path']} "
-            "ansible-playbook playbooks/teardown.yml") in one_line(aside["proc"])
+            "ansible-playbook fumidai.vpc.teardown") in one_line(aside["proc"])
     assert stacks.records["a2"]["project"] == "fumidai"
     assert "status" not in stacks.records["a2"]
 

@@ -14,31 +14,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
-import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import testinfra
-from lab_helpers import egress_source
+
+from lab import fumidai_lab
+from tests.lab.lab_helpers import egress_source, galaxy_version, lab_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = ROOT / "lab" / "fumidai_lab.py"
 STATE_FILE = ROOT / ".cache" / "lab" / "lab.json"
 
 
-def lab_cli(*args: str, timeout: int = 1200) -> None:
-    proc = subprocess.run([sys.executable, str(LAB), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        # A playbook's output is long: show its failures, then how it ended.
-        lines = proc.stdout.splitlines()
-        failures = [i for i, line in enumerate(lines)
-                    if line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line]
-        excerpts = "\n...\n".join("\n".join(lines[max(i - 3, 0):i + 25]) for i in failures[:5])
-        raise AssertionError(f"fumidai_lab.py {' '.join(args)} failed ({proc.returncode}):\n{excerpts}\n...\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
 @dataclass
@@ -70,9 +61,6 @@ class Lab:
     @property
     def env(self) -> dict:
         """The environment the lab's own ansible runs get (moto endpoint, bastion address mode, key)."""
-        sys.path.insert(0, str(LAB.parent))
-        import fumidai_lab
-
         return fumidai_lab.ansible_env()
 
 
@@ -95,3 +83,18 @@ def lab() -> Lab:
     finally:
         if os.environ.get("FUMIDAI_LAB_KEEP") != "1":
             lab_cli("down")
+
+
+@pytest.fixture(scope="session")
+def ee_image() -> str:
+    """The EE image, built by scripts/build-ee.sh (a no-op when nothing changed since the last build)."""
+    started = time.monotonic()
+    proc = subprocess.run([str(ROOT / "scripts" / "build-ee.sh")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, f"scripts/build-ee.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n" \
+                                 f"{proc.stderr[-4000:]}"
+    image = f"localhost/fumidai-ee:{galaxy_version()}"
+    assert re.search(rf"image {re.escape(image)} \(\w+\) is up to date|built {re.escape(image)} ", proc.stdout), \
+        proc.stdout[-2000:]
+    print(f"\nscripts/build-ee.sh: {time.monotonic() - started:.0f}s ({proc.stdout.strip().splitlines()[-1]})")
+    return image

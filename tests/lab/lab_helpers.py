@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN_HOSTS = ROOT / ".cache" / "lab" / "known_hosts"  # the lab's pinned host keys
@@ -64,3 +70,55 @@ def wait_for(condition, timeout: float, interval: float = 2.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+def lab_cli(*args: str, timeout: int = 1200) -> None:
+    proc = subprocess.run([sys.executable, "-m", "lab.fumidai_lab", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        # A playbook's output is long: show its failures, then how it ended.
+        lines = proc.stdout.splitlines()
+        failures = [i for i, line in enumerate(lines)
+                    if line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line]
+        excerpts = "\n...\n".join("\n".join(lines[max(i - 3, 0):i + 25]) for i in failures[:5])
+        raise AssertionError(f"fumidai_lab.py {' '.join(args)} failed ({proc.returncode}):\n{excerpts}\n...\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def alb_get(lab, path: str = "/") -> tuple[int, dict, str]:
+    """One request to the ALB by its DNS name (resolved to the lab's HAProxy address)."""
+    conn = http.client.HTTPConnection(lab.alb["ip"], 80, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": lab.alb["dns_name"]})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def web_names_in(lab, body: str) -> set[str]:
+    return {n["name"] for n in lab.by_role("web") if re.search(rf"\b{re.escape(n['name'])}\b", body)}
+
+
+def served_by(lab, requests: int = 12) -> list[str]:
+    names = []
+    for _ in range(requests):
+        status, _headers, body = alb_get(lab)
+        assert status == 200, f"ALB answered {status}: {body[:200]}"
+        found = web_names_in(lab, body)
+        assert len(found) == 1, f"the index page should name exactly one web host, got {found}: {body[:200]}"
+        names.append(found.pop())
+    return names
+
+
+def server_status(lab, node: dict) -> str:
+    stats = lab.host(lab.alb["node"]).run("curl -sf 'http://127.0.0.1:8404/stats;csv'").stdout
+    for row in stats.splitlines():
+        cols = row.split(",")
+        if len(cols) > 17 and cols[1] == node["resource_id"]:
+            return cols[17]
+    return "missing"
+
+
+def galaxy_version() -> str:
+    return yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]

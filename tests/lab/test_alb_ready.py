@@ -15,7 +15,7 @@ import json
 import re
 import subprocess
 
-from lab_helpers import ROOT, moto_client, wait_for
+from tests.lab.lab_helpers import ROOT, moto_client, wait_for
 
 SERVED_BY = re.compile(r'<strong id="served-by">([^<]*)</strong>')
 
@@ -89,7 +89,7 @@ def test_wait_fails_naming_a_web_host_whose_apache_is_stopped_and_passes_once_it
         "Target group fumidai-web reports:\n"
         f"- {name} ({instance_id}): unhealthy, Target.FailedHealthChecks: Health checks failed\n"
         "Ask the doctor why, hop by hop:\n"
-        f"  ansible-playbook playbooks/doctor.yml -e target={name} -e path=http")
+        f"  ansible-playbook fumidai.vpc.doctor -e target={name} -e path=http")
 
     # Apache is back: the wait (its default timeout, computed from the health check) ends when the lab ALB
     # has seen enough passing checks, and the site answers from every web host again.

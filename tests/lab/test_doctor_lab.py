@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import lab_cli
-from lab_helpers import ROOT, egress_source, fresh_ssh, moto_client, tcp_open, wait_for
+
+from tests.lab.lab_helpers import ROOT, egress_source, fresh_ssh, lab_cli, moto_client, tcp_open, wait_for
 
 WEB_HOSTS = ("web01", "web02")
 PATHS = ("ssh", "http", "egress")

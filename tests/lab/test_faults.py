@@ -10,7 +10,7 @@ import shlex
 import subprocess
 import uuid
 
-from lab_helpers import ROOT, egress_source, wait_for
+from tests.lab.lab_helpers import ROOT, egress_source, served_by, server_status, wait_for
 
 ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 
@@ -89,15 +89,11 @@ PING_WEB = """\
 
 
 def _alb_names(lab, requests: int = 8) -> set[str]:
-    from test_lab import served_by
-
     return set(served_by(lab, requests))
 
 
 def _haproxy_status(lab, node: dict) -> str:
-    from test_lab import _server_status
-
-    return _server_status(lab, node)
+    return server_status(lab, node)
 
 
 def test_web_host_down_alb_serves_the_other_and_ansible_finishes_the_rest(lab, tmp_path):

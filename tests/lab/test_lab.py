@@ -7,40 +7,13 @@ instance), and that every connection to a private host goes through the bastion.
 
 from __future__ import annotations
 
-import http.client
 import re
 import subprocess
 import time
 
 import pytest
-from lab_helpers import ROOT, egress_source, tcp_open
 
-
-def alb_get(lab, path: str = "/") -> tuple[int, dict, str]:
-    """One request to the ALB by its DNS name (resolved to the lab's HAProxy address)."""
-    conn = http.client.HTTPConnection(lab.alb["ip"], 80, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Host": lab.alb["dns_name"]})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read().decode(errors="replace")
-    finally:
-        conn.close()
-
-
-def web_names_in(lab, body: str) -> set[str]:
-    return {n["name"] for n in lab.by_role("web") if re.search(rf"\b{re.escape(n['name'])}\b", body)}
-
-
-def served_by(lab, requests: int = 12) -> list[str]:
-    names = []
-    for _ in range(requests):
-        status, _headers, body = alb_get(lab)
-        assert status == 200, f"ALB answered {status}: {body[:200]}"
-        found = web_names_in(lab, body)
-        assert len(found) == 1, f"the index page should name exactly one web host, got {found}: {body[:200]}"
-        names.append(found.pop())
-    return names
-
+from tests.lab.lab_helpers import ROOT, alb_get, egress_source, served_by, server_status, tcp_open
 
 # --- from the office (this machine, 192.168.250.1 through the VPN router) -------------------------
 
@@ -194,18 +167,11 @@ def _health_timeout(lab, counts: str) -> float:
     return interval * (group.get(counts, 5) + 1) + 15
 
 
-def _server_status(lab, node: dict) -> str:
-    stats = lab.host(lab.alb["node"]).run("curl -sf 'http://127.0.0.1:8404/stats;csv'").stdout
-    for row in stats.splitlines():
-        cols = row.split(",")
-        if len(cols) > 17 and cols[1] == node["resource_id"]:
-            return cols[17]
-    return "missing"
 
 
 def _wait_for_status(lab, node: dict, wanted: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while _server_status(lab, node) != wanted:
+    while server_status(lab, node) != wanted:
         assert time.monotonic() < deadline, f"the ALB never saw {node['name']} {wanted}"
         time.sleep(1)
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import sys
 
 import pytest
 import yaml
-from lab_helpers import ROOT
 
-sys.path.insert(0, str(ROOT / "lab"))
-
-import fumidai_lab  # noqa: E402
+from lab import fumidai_lab
 
 OFFICE = ipaddress.ip_network("192.168.250.0/24")
 
@@ -164,8 +160,7 @@ def test_haproxy_follows_listeners_target_groups_and_health_checks(plan):
 
 
 def test_web_count_deals_web_servers_over_the_private_subnets_and_passes_preflight():
-    sys.path.insert(0, str(ROOT / "plugins" / "filter"))
-    from fumidai_net import fumidai_web_instance_problems
+    from ansible_collections.fumidai.vpc.plugins.filter.fumidai_net import fumidai_web_instance_problems
 
     subnets = [{"name": "private-subnet-1", "tier": "private"}, {"name": "private-subnet-2", "tier": "private"}]
     hosts = fumidai_lab.web_instances(20, ["private-subnet-1", "private-subnet-2"])

@@ -14,10 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from lab_helpers import KNOWN_HOSTS, ROOT, moto_client
+
+from tests.lab.lab_helpers import KNOWN_HOSTS, ROOT, moto_client
 
 BIN = ROOT / ".venv" / "bin"
-LAB = ROOT / "lab" / "fumidai_lab.py"
 SSH_CONFIG = ROOT / ".cache" / "ssh_config"
 KEYS_BLOCK = "-----BEGIN SSH HOST KEY KEYS-----"
 
@@ -53,8 +53,8 @@ def person_ssh(*args: str) -> subprocess.CompletedProcess:
 
 
 def lab_step(name: str) -> None:
-    proc = subprocess.run([sys.executable, str(LAB), "step", name], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "lab.fumidai_lab", "step", name], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 

@@ -6,10 +6,6 @@ with nothing wrong; tests break one thing at a time."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
 
 VPC = "vpc-0f00"
 IGW = "igw-0f00"

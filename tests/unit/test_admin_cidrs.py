@@ -7,23 +7,16 @@ fumidai_forward_rules) preflight and aws_security_groups share."""
 from __future__ import annotations
 
 import ipaddress
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-sys.path.insert(0, str(ROOT / "plugins" / "filter"))
-
-import fumidai_access as access  # noqa: E402
-from fumidai_net import (  # noqa: E402
+from ansible_collections.fumidai.vpc.plugins.filter.fumidai_net import (
     FilterModule,
     fumidai_admin_cidr_problems,
     fumidai_forward_problems,
     fumidai_forward_rules,
     fumidai_port_problems,
 )
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_access as access
 
 
 def problems(cidrs, allow=False) -> list[str]:
@@ -31,7 +24,7 @@ def problems(cidrs, allow=False) -> list[str]:
 
 
 def test_the_filter_is_registered_under_its_name():
-    assert FilterModule().filters()["fumidai_admin_cidr_problems"] is fumidai_admin_cidr_problems
+    assert FilterModule().filters()["admin_cidr_problems"] is fumidai_admin_cidr_problems
 
 
 def test_the_caller_may_name_its_variable():

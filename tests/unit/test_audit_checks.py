@@ -9,15 +9,11 @@ import base64
 import copy
 import json
 import struct
-import sys
-from pathlib import Path
 
 import pytest
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_checks import CHECKS, audit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
-
-from fumidai_checks import CHECKS, audit  # noqa: E402
-from fumidai_state import INSTANCES, SG, SUBNETS, VPC, clean_state, group, instance, route_table, tcp  # noqa: E402
+from tests.unit.fumidai_state import INSTANCES, SG, SUBNETS, VPC, clean_state, group, instance, route_table, tcp
 
 WORLD = "0.0.0.0/0"
 NAT_SUBNET = SUBNETS["private-subnet-2"][1]  # the one subnet routed through the NAT instance

@@ -20,13 +20,14 @@ from ansible.errors import AnsibleError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
+from ansible_collections.fumidai.vpc.plugins.module_utils import bastion_hop
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-ROOT = Path(__file__).resolve().parents[2]
-HOP = ROOT / "scripts" / "bastion_hop.py"
-REGION = "ap-northeast-1"
-inventory_loader.add_directory(str(ROOT / "plugins" / "inventory"))
+from tests.support.playbook import ROOT
+from tests.unit.ec2_topology import HOSTILE_NAMES, REGION, Topology  # noqa: F401 - HOSTILE_NAMES: used below
+
+HOP = Path(bastion_hop.__file__)
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -81,8 +82,8 @@ def run_inventory(tmp_path: Path, refresh: bool = False, **config) -> Result:
     config.setdefault("control_path_dir", str(tmp_path / "cp"))
     config.setdefault("known_hosts_file", str(tmp_path / "known_hosts"))
     path = tmp_path / "test.bastion_ec2.yml"
-    path.write_text(yaml.safe_dump({"plugin": "bastion_ec2", **config}))
-    plugin = inventory_loader.get("bastion_ec2")
+    path.write_text(yaml.safe_dump({"plugin": "fumidai.vpc.bastion_ec2", **config}))
+    plugin = inventory_loader.get("fumidai.vpc.bastion_ec2")
     recorder = Recorder()
     plugin.display = recorder
     assert plugin.verify_file(str(path))
@@ -139,87 +140,6 @@ def ssh_argv(common_args: str, target_host: str, target_port: int = 22) -> list[
     return shlex.split(expanded)
 
 
-class Topology:
-    """Builds VPCs the way the project's provisioning does, with boto3."""
-
-    def __init__(self, ec2):
-        self.ec2 = ec2
-        self.ami = "ami-0fumidai0test0"
-
-    @staticmethod
-    def tags(name: str | None, project: str | None = "fumidai", **extra) -> list[dict]:
-        tags = {"Name": name, "Project": project, **extra}
-        return [{"Key": k, "Value": v} for k, v in tags.items() if v is not None]
-
-    def tag(self, resource_id: str, name: str) -> None:
-        self.ec2.create_tags(Resources=[resource_id], Tags=self.tags(name))
-
-    def vpc(self, name: str | None, cidr: str) -> str:
-        vpc_id = self.ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
-        if name:
-            self.tag(vpc_id, name)
-        return vpc_id
-
-    def subnet(self, vpc_id: str, name: str | None, cidr: str, zone: str = "a") -> str:
-        subnet_id = self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr,
-                                           AvailabilityZone=REGION + zone)["Subnet"]["SubnetId"]
-        if name:
-            self.tag(subnet_id, name)
-        return subnet_id
-
-    def igw(self, vpc_id: str) -> str:
-        igw_id = self.ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-        self.ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
-        return igw_id
-
-    def route_table(self, vpc_id: str, subnets: list[str], **default_route) -> str:
-        table_id = self.ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
-        if default_route:
-            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", **default_route)
-        for subnet_id in subnets:
-            self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
-        return table_id
-
-    def main_table(self, vpc_id: str) -> str:
-        tables = self.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                                                         {"Name": "association.main", "Values": ["true"]}])
-        return tables["RouteTables"][0]["RouteTableId"]
-
-    def instance(self, subnet_id: str, name: str | None, role: str | None = None, public: bool = False,
-                 project: str | None = "fumidai") -> dict:
-        extra = {"Role": role} if role else {}
-        vpc_id = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["VpcId"]
-        group = self.ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                                                           {"Name": "group-name", "Values": ["default"]}])
-        inst = self.ec2.run_instances(
-            ImageId=self.ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
-            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "AssociatePublicIpAddress": public,
-                                "Groups": [group["SecurityGroups"][0]["GroupId"]]}],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": self.tags(name, project, **extra)}],
-        )["Instances"][0]
-        return {"id": inst["InstanceId"], "private": inst["PrivateIpAddress"],
-                "public": inst.get("PublicIpAddress"), "subnet": subnet_id}
-
-    def project(self, name: str = "fumidai-vpc", cidr_prefix: str = "10.0", suffix: str = "") -> dict:
-        """The project's own shape: 2 public + 2 private subnets, IGW, NAT gateway and NAT instance routes."""
-        vpc_id = self.vpc(name, f"{cidr_prefix}.0.0/16")
-        pub1 = self.subnet(vpc_id, "public-subnet-1", f"{cidr_prefix}.1.0/24", "a")
-        pub2 = self.subnet(vpc_id, "public-subnet-2", f"{cidr_prefix}.2.0/24", "c")
-        priv1 = self.subnet(vpc_id, "private-subnet-1", f"{cidr_prefix}.11.0/24", "a")
-        priv2 = self.subnet(vpc_id, "private-subnet-2", f"{cidr_prefix}.12.0/24", "c")
-        igw_id = self.igw(vpc_id)
-        self.route_table(vpc_id, [pub1, pub2], GatewayId=igw_id)
-        eip = self.ec2.allocate_address(Domain="vpc")["AllocationId"]
-        natgw = self.ec2.create_nat_gateway(SubnetId=pub1, AllocationId=eip)["NatGateway"]["NatGatewayId"]
-        self.route_table(vpc_id, [priv1], NatGatewayId=natgw)
-        hosts = {
-            "bastion": self.instance(pub1, "bastion" + suffix, "bastion", public=True),
-            "nat-instance": self.instance(pub2, "nat-instance" + suffix, "nat", public=True),
-            "web01": self.instance(priv1, "web01" + suffix, "web"),
-            "web02": self.instance(priv2, "web02" + suffix, "web"),
-        }
-        self.route_table(vpc_id, [priv2], InstanceId=hosts["nat-instance"]["id"])
-        return {"vpc": vpc_id, "hosts": hosts}
 
 
 # --------------------------------------------------------------------------- topologies
@@ -398,10 +318,6 @@ def test_duplicate_and_missing_names(aws, tmp_path):
     assert run_inventory(tmp_path).hosts == result.hosts
 
 
-# Tag values an attacker who can tag instances might choose (the issue's list, and a few more).
-HOSTILE_NAMES = ["0 *", "a b", 'web03\nMatch exec "touch /tmp/fumidai-pwned"', 'it\'s "quoted"', "$(touch /tmp/x)",
-                 "%h", "<script>alert(1)</script>", "w" * 300, "ウェブ01", "-oProxyCommand=x", ".hidden", "localhost",
-                 "ALL", "web\t01"]
 
 
 def test_hostile_names_fall_back_to_the_instance_id_with_a_warning(aws, tmp_path):
@@ -505,7 +421,7 @@ def test_host_keys_are_always_checked_against_the_pinned_file(aws, tmp_path, mon
     """No setting turns checking off: Ansible's own switch, options that weaken it, a key file path ssh
     would read differently - all refused or ignored; the hop checks the bastion under its instance ID."""
     hosts = aws.project()["hosts"]
-    plugin_module = sys.modules[type(inventory_loader.get("bastion_ec2")).__module__]
+    plugin_module = sys.modules[type(inventory_loader.get("fumidai.vpc.bastion_ec2")).__module__]
     monkeypatch.setattr(plugin_module.C, "HOST_KEY_CHECKING", False)
     known = tmp_path / "pins dir" / "known hosts 100%"
     result = run_inventory(tmp_path, known_hosts_file=str(known))
@@ -522,8 +438,8 @@ def test_host_keys_are_always_checked_against_the_pinned_file(aws, tmp_path, mon
     # The environment variable sets the same file.
     monkeypatch.setenv("FUMIDAI_KNOWN_HOSTS", str(tmp_path / "env_known_hosts"))
     path = tmp_path / "env.bastion_ec2.yml"
-    path.write_text(yaml.safe_dump({"plugin": "bastion_ec2", "control_path_dir": str(tmp_path / "cp")}))
-    plugin = inventory_loader.get("bastion_ec2")
+    path.write_text(yaml.safe_dump({"plugin": "fumidai.vpc.bastion_ec2", "control_path_dir": str(tmp_path / "cp")}))
+    plugin = inventory_loader.get("fumidai.vpc.bastion_ec2")
     plugin.display = Recorder()
     data = InventoryData()
     plugin.parse(data, DataLoader(), str(path))
@@ -573,10 +489,10 @@ def test_hostnames_option(aws, tmp_path):
 
 
 def test_verify_file_accepts_only_bastion_ec2_files(tmp_path):
-    plugin = inventory_loader.get("bastion_ec2")
+    plugin = inventory_loader.get("fumidai.vpc.bastion_ec2")
     for name, ok in (("aws.bastion_ec2.yml", True), ("x.bastion_ec2.yaml", True), ("bastion_ec2.yml", True),
                      ("aws_ec2.yml", False), ("hosts.yml", False)):
-        (tmp_path / name).write_text("plugin: bastion_ec2\n")
+        (tmp_path / name).write_text("plugin: fumidai.vpc.bastion_ec2\n")
         assert plugin.verify_file(str(tmp_path / name)) is ok, name
 
 
@@ -586,7 +502,7 @@ def test_cached_run_makes_no_aws_calls(aws, tmp_path, monkeypatch):
     cache = {"cache": True, "cache_plugin": "jsonfile",
              "cache_connection": str(tmp_path / "cache"), "cache_timeout": 600}
     fresh = run_inventory(tmp_path, **cache)
-    plugin_class = type(inventory_loader.get("bastion_ec2"))
+    plugin_class = type(inventory_loader.get("fumidai.vpc.bastion_ec2"))
 
     def no_aws(*args, **kwargs):
         raise AssertionError("a cached run must not call AWS")
@@ -725,12 +641,12 @@ def test_ansible_doc_documents_the_plugin():
 
     env = {**__import__("os").environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-t", "inventory", "--json",
-                           "bastion_ec2"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    doc = json.loads(proc.stdout)["bastion_ec2"]
+                           "fumidai.vpc.bastion_ec2"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    doc = json.loads(proc.stdout)["fumidai.vpc.bastion_ec2"]
     options = doc["doc"]["options"]
     for option in ("regions", "endpoint_url", "aws_profile", "filters", "hostnames", "bastion_tags",
                    "bastion_address", "bastion_user", "private_key_file", "multiplex", "skip_failed_regions",
                    "compose", "keyed_groups", "cache", "cache_plugin", "cache_timeout", "strict"):
         assert option in options, option
     assert options["bastion_address"]["choices"] == ["public_ip", "private_ip"]
-    assert "plugin: bastion_ec2" in doc["examples"]
+    assert "plugin: fumidai.vpc.bastion_ec2" in doc["examples"]

@@ -1,4 +1,4 @@
-"""scripts/bastion_hop.py, the ProxyCommand wrapper, with a fake ssh that records what it is asked to do:
+"""plugins/module_utils/bastion_hop.py, the ProxyCommand wrapper, with a fake ssh that records what it is asked to do:
 parallel cold hops open the bastion master exactly once, and a failing bastion is tried once, not once
 per queued hop. (The same against real sshd: tests/integration/test_inventory.py.)"""
 
@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-HOP = ROOT / "scripts" / "bastion_hop.py"
+from ansible_collections.fumidai.vpc.plugins.module_utils import bastion_hop
+
+HOP = Path(bastion_hop.__file__)  # run by path, as the inventory's ProxyCommand runs it
 
 FAKE_SSH = r'''#!/usr/bin/env python3
 import json, os, socket, sys, time
@@ -136,17 +137,15 @@ def test_socket_of_a_dead_master_is_replaced(tmp_path):
 
 
 def test_plugin_command_line_is_parsed_without_argparse_and_anything_else_with_it(tmp_path):
-    probe = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("hop", {str(HOP)!r})
-hop = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hop)
+    probe = """
+import sys
+from ansible_collections.fumidai.vpc.plugins.module_utils import bastion_hop as hop
 args = hop.parse_args(["--control-path", "/c p", "--persist", "30s", "--port", "2222", "--identity", "/k",
                        "--option", "A=1", "--option", "B=2", "admin@192.0.2.1", "10.0.11.5", "22"])
 print("argparse" in sys.modules, args.control_path, args.persist, args.port, args.identity, args.option,
       args.login, args.target_host, args.target_port)
 """
-    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False /c p 30s 2222 /k ['A=1', 'B=2'] admin@192.0.2.1 10.0.11.5 22"
     usage = subprocess.run([sys.executable, str(HOP), "--help"], capture_output=True, text=True)
     assert usage.returncode == 0 and "--control-path" in usage.stdout

@@ -4,9 +4,10 @@ moto server), checked by asking OpenSSH itself how it resolves each host (ssh -G
 from __future__ import annotations
 
 import boto3
-from conftest import run_playbook
-from conftest import ssh_resolved as resolved
-from test_bastion_ec2 import HOSTILE_NAMES, Topology
+
+from tests.support.playbook import run_playbook
+from tests.support.playbook import ssh_resolved as resolved
+from tests.unit.ec2_topology import HOSTILE_NAMES, Topology
 
 
 def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path):

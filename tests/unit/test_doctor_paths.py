@@ -5,16 +5,20 @@ the right hop with the right fix."""
 from __future__ import annotations
 
 import ipaddress
-import sys
-from pathlib import Path
 
 import pytest
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_paths as paths
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_paths import (
+    BLOCKED,
+    PASS,
+    SKIPPED,
+    DoctorError,
+    nacl_verdict,
+    sg_allows,
+    walk,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
-
-import fumidai_paths as paths  # noqa: E402
-from fumidai_paths import BLOCKED, PASS, SKIPPED, DoctorError, nacl_verdict, sg_allows, walk  # noqa: E402
-from fumidai_state import (  # noqa: E402
+from tests.unit.fumidai_state import (
     ADMIN_CIDR,
     IGW,
     INSTANCES,

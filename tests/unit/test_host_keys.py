@@ -3,17 +3,10 @@ the parser against cloud-init's real output shapes, and the file format that dec
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fumidai_host_keys",
-                                               ROOT / "plugins" / "module_utils" / "fumidai_host_keys.py")
-host_keys = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(host_keys)
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_host_keys as host_keys
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""scripts/moto_server.py: what DescribeTargetHealth reports from the lab ALB's HAProxy.
+"""lab/moto_server.py: what DescribeTargetHealth reports from the lab ALB's HAProxy.
 
 ``target_health_from_haproxy`` is checked on real ``show stat`` rows of HAProxy 2.6.12 (the lab image's
 version; tests/fake_haproxy.py says how each was produced), and ``serve_lab_target_health`` end to end:
@@ -12,11 +12,12 @@ import csv
 import io
 
 import boto3
-import moto_server
 import pytest
-from fake_haproxy import HEADER, SERVER_ROWS, FakeStatsSocket, server_row, show_stat
 from moto import mock_aws
 from moto.elbv2.models import FakeTargetGroup
+
+from lab import moto_server
+from tests.support.fake_haproxy import HEADER, SERVER_ROWS, FakeStatsSocket, server_row, show_stat
 
 REGION = "ap-northeast-1"
 

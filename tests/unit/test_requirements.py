@@ -100,3 +100,19 @@ def test_python_pin_is_what_is_installed(requirement):
         for dep in needed:
             if dep.marker and dep.marker.evaluate({"extra": extra}) and not dep.marker.evaluate({"extra": ""}):
                 assert metadata.version(dep.name), f"{dep.name} (for {requirement.name}[{extra}]) is missing"
+
+
+def test_the_collection_depends_on_what_requirements_yml_declares():
+    """galaxy.yml's dependencies (what installing fumidai.vpc pulls in) name the same ranges as requirements.yml;
+    only what the checkout alone needs (containers.podman: the lab and molecule) is left out of them."""
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+    declared = {e["name"]: str(e["version"]) for e in declared_collections()}
+    assert galaxy["dependencies"] == {k: v for k, v in declared.items() if k != "containers.podman"}
+
+
+def test_the_collection_requires_the_pinned_ansible_core():
+    runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())
+    core = next(r for r in declared_packages() if r.name == "ansible-core")
+    assert core.specifier.contains(metadata.version("ansible-core"))
+    pinned = next(iter(core.specifier)).version
+    assert Requirement(f"ansible-core{runtime['requires_ansible']}").specifier.contains(pinned)

@@ -3,16 +3,12 @@ is read back by OpenSSH itself (ssh -G, no connection), and what it cannot write
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import ssh_resolved as ssh_g
+from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_ssh as ssh
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fumidai_ssh", ROOT / "plugins" / "module_utils" / "fumidai_ssh.py")
-ssh = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ssh)
+from tests.support.playbook import ssh_resolved as ssh_g
 
 INSTANCE = "i-0123456789abcdef0"
 

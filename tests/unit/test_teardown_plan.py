@@ -4,16 +4,9 @@ over, from hand-made *_info results shaped as amazon.aws returns them."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from ansible.errors import AnsibleFilterError
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "roles" / "aws_teardown" / "filter_plugins"))
-
-from aws_teardown_plan import FilterModule, teardown_plan  # noqa: E402
+from ansible_collections.fumidai.vpc.plugins.filter.teardown_plan import FilterModule, teardown_plan
 
 VPC = "vpc-0aaaaaaaaaaaaaaa1"
 OURS = {"Project": "fumidai"}
@@ -78,7 +71,7 @@ def ids(result: dict, kind: str) -> list:
 
 
 def test_registered_under_its_name():
-    assert FilterModule().filters()["aws_teardown_plan"] is teardown_plan
+    assert FilterModule().filters()["teardown_plan"] is teardown_plan
 
 
 def test_a_whole_stack_is_planned_in_deletion_order():

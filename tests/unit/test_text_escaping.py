@@ -4,14 +4,8 @@ value can add a line, repaint the terminal, reorder text or be templated."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
-
-from fumidai_text import NAME_LIMIT, name, text  # noqa: E402
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text import NAME_LIMIT, name, text
 
 
 @pytest.mark.parametrize("plain", ["web01", "nat-instance", "fumidai_vpc.prod", "i-0123456789abcdef0", "a" * 63])

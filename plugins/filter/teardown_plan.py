@@ -7,6 +7,8 @@ deleted, plus the stack's own Elastic IPs, load balancer, target groups and
 key pair, found by the IDs the record holds (and checked to still carry the
 project tag). Everything read from AWS is untrusted: names are only shown,
 cleaned of control characters and shortened.
+
+Documented for ansible-doc in the sidecar teardown_plan.yml beside this file.
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ def teardown_plan(found: dict, stack: dict, tag_key: str, project: str) -> dict:
 
 
 class FilterModule:
-    """aws_teardown_plan: what teardown deletes, leaves alone or refuses."""
+    """fumidai.vpc.teardown_plan: what teardown deletes, leaves alone or refuses."""
 
     def filters(self):
-        return {"aws_teardown_plan": teardown_plan}
+        return {"teardown_plan": teardown_plan}

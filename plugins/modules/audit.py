@@ -1,14 +1,14 @@
 #!/usr/bin/python
-"""fumidai_audit: find security violations in a VPC's state (no AWS calls)."""
+"""fumidai.vpc.audit: find security violations in a VPC's state (no AWS calls)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fumidai_audit
+module: audit
 short_description: Report the security violations of one or more VPCs
 description:
-  - Pure analysis of the state collected with the amazon.aws C(*_info) modules (see C(playbooks/audit.yml)).
+  - Pure analysis of the state collected with the amazon.aws C(*_info) modules (see the C(fumidai.vpc.audit) playbook).
     Makes no AWS call.
   - Checks SSH open to the world, security groups other than the ALB's open to the internet, private
     instances with a public IP, IMDSv1, unencrypted EBS volumes, the NAT instance (SSH from outside the VPC,
@@ -47,12 +47,12 @@ options:
     type: list
     elements: dict
     default: [{proto: tcp, port: 80}, {proto: tcp, port: 443}, {proto: icmp}]
-author: fumidai
+author: fumidai maintainers (@fumidai)
 """
 
 EXAMPLES = r"""
 - name: Audit the collected state
-  fumidai_audit:
+  fumidai.vpc.audit:
     state:
       vpcs: "{{ vpcs.vpcs }}"
       instances: "{{ instances.instances }}"
@@ -94,9 +94,13 @@ notes:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.fumidai_access import DEFAULT_FORWARD, forward_problems, port_problems  # noqa: E402
-from ansible.module_utils.fumidai_checks import audit  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_access import (
+    DEFAULT_FORWARD,
+    forward_problems,
+    port_problems,
+)
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_checks import audit
 
 
 def main() -> None:

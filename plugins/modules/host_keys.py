@@ -1,12 +1,12 @@
 #!/usr/bin/python
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""fumidai_host_keys: pin instances' SSH host keys from their EC2 console output (or unpin them)."""
+# MIT License (see LICENSE)
+"""fumidai.vpc.host_keys: pin instances' SSH host keys from their EC2 console output (or unpin them)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fumidai_host_keys
+module: host_keys
 short_description: Pin EC2 instances' SSH host keys, read from their console output, by instance ID
 description:
   - Reads each instance's console output (EC2 GetConsoleOutput, with C(Latest) where the instance type supports
@@ -65,18 +65,18 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
-author: fumidai
+author: fumidai maintainers (@fumidai)
 """
 
 EXAMPLES = r"""
 - name: Pin the bastion's and the web servers' ed25519 host keys
-  fumidai_host_keys:
+  fumidai.vpc.host_keys:
     instance_ids: [i-0123456789abcdef0, i-0fedcba9876543210]
     names: {i-0123456789abcdef0: bastion, i-0fedcba9876543210: web01}
     known_hosts_file: "{{ known_hosts_file }}"
 
 - name: Re-pin web01 after it was rebuilt (shows old and new fingerprints)
-  fumidai_host_keys:
+  fumidai.vpc.host_keys:
     instance_ids: [i-0fedcba9876543210]
     known_hosts_file: "{{ known_hosts_file }}"
     repin: [i-0fedcba9876543210]
@@ -90,7 +90,7 @@ host_keys:
   returned: always
   contains:
     instance_id: {description: The instance., type: str}
-    name: {description: Its display name (safe characters only, else the instance ID)., type: str}
+    name: {description: "Its display name (safe characters only, else the instance ID).", type: str}
     status: {description: "C(pinned) (new), C(unchanged), C(repinned) or C(removed).", type: str}
     fingerprints: {description: "Pinned keys as C(<type> SHA256:...)", type: list, elements: str}
     previous_fingerprints: {description: What was pinned before (re-pin and removal)., type: list, elements: str}
@@ -100,11 +100,13 @@ known_hosts_file:
   returned: always
 """
 
-import fcntl  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
+import fcntl
+import os
+import time
 
-from ansible.module_utils.fumidai_host_keys import (  # noqa: E402
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_host_keys import (
     DEFAULT_KEY_TYPES,
     KEY_TYPES,
     HostKeyError,
@@ -115,9 +117,7 @@ from ansible.module_utils.fumidai_host_keys import (  # noqa: E402
     valid_instance_id,
     write_known_hosts,
 )
-from ansible.module_utils.fumidai_ssh import SAFE_HOST_NAME  # noqa: E402
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code  # noqa: E402
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_ssh import SAFE_HOST_NAME
 
 
 def display_name(instance_id: str, names: dict) -> str:
@@ -197,7 +197,7 @@ def main() -> None:
             "instance_ids": {"type": "list", "elements": "str", "required": True},
             "names": {"type": "dict", "default": {}},
             "known_hosts_file": {"type": "path", "required": True},
-            "key_types": {"type": "list", "elements": "str", "default": list(DEFAULT_KEY_TYPES)},
+            "key_types": {"type": "list", "elements": "str", "default": list(DEFAULT_KEY_TYPES), "no_log": False},
             "repin": {"type": "list", "elements": "str", "default": []},
             "timeout": {"type": "int", "default": 600},
             "poll_interval": {"type": "int", "default": 10},

@@ -1,15 +1,15 @@
 #!/usr/bin/python
-"""fumidai_doctor: walk a network path through a VPC, hop by hop (no AWS calls)."""
+"""fumidai.vpc.doctor: walk a network path through a VPC, hop by hop (no AWS calls)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fumidai_doctor
+module: doctor
 short_description: Explain why an instance can or cannot be reached, hop by hop
 description:
   - Pure analysis of a VPC's state that the caller collected with the amazon.aws C(*_info) modules
-    (see C(playbooks/doctor.yml)). Makes no AWS call.
+    (see the C(fumidai.vpc.doctor) playbook). Makes no AWS call.
   - Walks one path (C(ssh) from the admin's address through the bastion, C(http) from the internet
     through the ALB, or C(egress) from the instance to the internet) and returns one verdict per hop,
     PASS, BLOCKED (with the reason and the fix) or SKIPPED.
@@ -45,12 +45,12 @@ options:
         amazon.aws info module returns it.
     type: dict
     required: true
-author: fumidai
+author: fumidai maintainers (@fumidai)
 """
 
 EXAMPLES = r"""
 - name: Walk the ssh path to web02
-  fumidai_doctor:
+  fumidai.vpc.doctor:
     path: ssh
     target: web02
     source_cidr: 203.0.113.10/32
@@ -86,8 +86,8 @@ lines:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.fumidai_paths import DoctorError, walk  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_paths import DoctorError, walk
 
 
 def main() -> None:

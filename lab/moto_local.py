@@ -65,12 +65,12 @@ def wait_until_up(endpoint: str, timeout: float = 30.0) -> None:
 def spawn(port: int, log_path: Path, lab_dir: Path | None = None) -> subprocess.Popen:
     """Start the server in its own process group (so stop kills it whole).
 
-    ``lab_dir``: where a lab publishes its hosts' consoles and its ALB's health (scripts/moto_server.py);
+    ``lab_dir``: where a lab publishes its hosts' consoles and its ALB's health (lab/moto_server.py);
     without it the server synthesizes each instance's console.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    command = [sys.executable, str(Path(__file__).resolve().parent / "moto_server.py"),
+    command = [sys.executable, "-m", "lab.moto_server",
                "--host", "127.0.0.1", "--port", str(port)]
     if lab_dir:
         command += ["--lab-dir", str(lab_dir)]
@@ -132,7 +132,7 @@ def cmd_stop(_args) -> int:
 def cmd_env(_args) -> int:
     state = read_state()
     if not state:
-        print("moto server is not running: run 'scripts/moto_local.py start'", file=sys.stderr)
+        print("moto server is not running: run 'python -m lab.moto_local start'", file=sys.stderr)
         return 1
     for key, value in environment(state["endpoint"], state["region"]).items():
         print(f"export {key}={value}")

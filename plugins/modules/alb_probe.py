@@ -1,11 +1,11 @@
 #!/usr/bin/python
-"""fumidai_alb_probe: request a load balancer's URL until every web host's page has answered through it."""
+"""fumidai.vpc.alb_probe: request a load balancer's URL until every web host's page has answered through it."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fumidai_alb_probe
+module: alb_probe
 short_description: Request a URL repeatedly until each expected web host has served the page
 description:
   - Sends GET requests to I(url) one after another and reads, from each C(200) answer, the text of the
@@ -50,12 +50,12 @@ options:
         An ALB's own DNS name is never on the site's certificate; the caller turns this off only for that name.
     type: bool
     default: true
-author: fumidai
+author: fumidai maintainers (@fumidai)
 """
 
 EXAMPLES = r"""
 - name: Request the ALB until web01 and web02 have both answered
-  fumidai_alb_probe:
+  fumidai.vpc.alb_probe:
     url: http://10.0.1.254/
     hosts:
       web01: [web01, i-0123456789abcdef0]
@@ -97,22 +97,17 @@ summary:
   returned: always
 """
 
-import html  # noqa: E402
-import http.client  # noqa: E402
-import re  # noqa: E402
-import ssl  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
+import html
+import http.client
+import re
+import ssl
+import time
+import urllib.error
+import urllib.request
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-try:
-    from ansible.module_utils.fumidai_text import name as shown_name
-    from ansible.module_utils.fumidai_text import text as shown_text
-except ImportError:  # imported from plugins/module_utils directly (unit tests)
-    from fumidai_text import name as shown_name
-    from fumidai_text import text as shown_text
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text import name as shown_name
+from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_text import text as shown_text
 
 SERVED_BY = re.compile(r'<strong id="served-by">([^<]{0,256})</strong>')
 BODY_LIMIT = 64 * 1024  # the index page is a few hundred bytes; never read more than this
