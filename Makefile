@@ -54,19 +54,15 @@ test-integration: setup
 	# Two workers, each with its own moto server; a module's tests stay on one worker.
 	pytest -q -n 2 --dist loadfile --durations=15 tests/integration
 
-# bastion alone (its rate-limit and fail2ban tests count connections over time), then nat_instance and
-# apache side by side (their own networks and containers; mostly waiting on containers and ssh).
+ROLES := bastion nat_instance apache
+
+# One scenario at a time: tried side by side (2026-12-02), nat_instance's verify failed on its sysctls and
+# forward rules while apache's scenario ran (not yet understood); bastion's rate-limit tests count time.
 test-molecule: setup
-	@set -e; $(PODMAN_ENV); mkdir -p .cache/molecule; \
-	echo "==> molecule test: roles/bastion"; (cd roles/bastion && molecule test); \
-	for role in nat_instance apache; do \
-	  echo "==> molecule test: roles/$$role (log: .cache/molecule/$$role.log)"; \
-	  (cd roles/$$role && molecule test > ../../.cache/molecule/$$role.log 2>&1; echo $$? > ../../.cache/molecule/$$role.rc) & \
-	done; wait; rc=0; \
-	for role in nat_instance apache; do \
-	  echo "==> roles/$$role:"; tail -n 40 .cache/molecule/$$role.log; \
-	  [ "$$(cat .cache/molecule/$$role.rc)" = 0 ] || { echo "molecule test failed: roles/$$role (.cache/molecule/$$role.log)"; rc=1; }; \
-	done; exit $$rc
+	@set -e; $(PODMAN_ENV); for role in $(ROLES); do \
+	  echo "==> molecule test: roles/$$role"; \
+	  (cd roles/$$role && molecule test); \
+	done
 
 test-lab: setup
 	@$(PODMAN_ENV) && pytest -q --durations=15 tests/lab

@@ -74,9 +74,10 @@ def test_ansible_test_sanity_passes_on_the_installed_collection(tarball, tmp_pat
 
 def test_galaxy_importer_accepts_the_tarball(tarball, tmp_path):
     config = tmp_path / "galaxy-importer.cfg"
-    # Galaxy's own checks as galaxy-importer runs them by default, stated rather than inherited. ansible-test inside
-    # the importer needs a container image: the test above runs it instead.
-    config.write_text("[galaxy-importer]\nrun_ansible_doc = True\nrun_ansible_lint = True\n"
+    # Galaxy's own checks as galaxy-importer runs them, stated rather than inherited. ansible-test inside the importer
+    # needs a container image: the test above runs it instead. Its ansible-lint pass (80 s here) is off: make lint runs
+    # ansible-lint's production profile on the whole checkout, of which the artifact is a part.
+    config.write_text("[galaxy-importer]\nrun_ansible_doc = True\nrun_ansible_lint = False\n"
                       "offline_ansible_lint = True\ncheck_changelog = True\nrun_ansible_test = False\n"
                       f"ansible_local_tmp = {tmp_path / 'ansible-tmp'}\ntmp_root_dir = {tmp_path}\n")
     env = {**tool_env(tmp_path), "GALAXY_IMPORTER_CONFIG": str(config)}

@@ -15,9 +15,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
+
+# The checkout linked as the collection fumidai.vpc (scripts/setup.sh): the role by its FQCN.
+COLLECTIONS = str(Path(__file__).resolve().parents[5] / ".collections")
 
 SCENARIO = pathlib.Path(__file__).parents[1]
 TESTBED = yaml.safe_load((SCENARIO / "vars" / "testbed.yml").read_text())
@@ -141,7 +145,7 @@ def converge(extra_vars, inventory=None):
         stderr=subprocess.STDOUT,
         text=True,
         check=False,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS},
     )
 
 
@@ -237,7 +241,7 @@ def test_hostile_name_tag_appears_escaped_on_the_page(host, tmp_path):
                     "tasks": [
                         {
                             "name": "Write the page with the role's own tasks",
-                            "ansible.builtin.include_role": {"name": "apache", "tasks_from": "content.yml"},
+                            "ansible.builtin.include_role": {"name": "fumidai.vpc.apache", "tasks_from": "content.yml"},
                         }
                     ],
                 }
@@ -250,7 +254,7 @@ def test_hostile_name_tag_appears_escaped_on_the_page(host, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         check=False,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS},
     )
     assert result.returncode == 0, result.stdout
     assert "changed=1" in result.stdout  # the page, and only the page

@@ -12,10 +12,14 @@ import pathlib
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import testinfra
 import yaml
+
+# The checkout linked as the collection fumidai.vpc (scripts/setup.sh): the role by its FQCN.
+COLLECTIONS = str(Path(__file__).resolve().parents[5] / ".collections")
 
 SCENARIO = pathlib.Path(__file__).parents[1]
 TESTBED = yaml.safe_load((SCENARIO / "vars" / "testbed.yml").read_text())
@@ -238,7 +242,7 @@ def run_converge(*extra_args):
         stderr=subprocess.STDOUT,
         text=True,
         check=False,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS},
     )
 
 
@@ -290,7 +294,7 @@ def test_ssh_sources_that_would_shut_out_this_run_are_refused(host, tmp_path):
         "  hosts: all\n"
         "  become: true\n"
         f"  environment: {{SSH_CONNECTION: '10.89.21.1 40022 {NAT_OUTSIDE_IP} 22'}}\n"
-        "  roles: [{role: nat_instance}]\n"
+        "  roles: [{role: fumidai.vpc.nat_instance}]\n"
     )
     result = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)],
@@ -298,7 +302,7 @@ def test_ssh_sources_that_would_shut_out_this_run_are_refused(host, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         check=False,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS},
     )
     assert result.returncode != 0
     assert (
