@@ -990,7 +990,7 @@ def step_net() -> None:
     """
     old = load_state()
     if not old:
-        raise LabError("the lab is not up (fumidai_lab.py up)")
+        raise LabError("the lab is not up (make demo, or python -m lab.fumidai_lab up)")
     plan = build_plan(describe(), office_network())
     before = {n["name"]: (n["kind"], n["ip"]) for n in old["nodes"]}
     after = {n["name"]: (n["kind"], n["ip"]) for n in plan["nodes"]}
@@ -1066,7 +1066,7 @@ def step_consoles() -> None:
     """Publish what each host printed on its console since it booted (after a legitimate key rotation)."""
     plan = load_state()
     if not plan:
-        raise LabError("the lab is not up (fumidai_lab.py up)")
+        raise LabError("the lab is not up (make demo, or python -m lab.fumidai_lab up)")
     publish_consoles(plan, booting=set())
 
 
@@ -1140,7 +1140,7 @@ def down(keep_moto: bool = False) -> None:
 def show() -> int:
     state = load_state()
     if not state:
-        print("the lab is not up (fumidai_lab.py up)", file=sys.stderr)
+        print("the lab is not up (make demo, or python -m lab.fumidai_lab up)", file=sys.stderr)
         return 1
     print(f"VPC {state['vpc_cidr']} ({state['vpc_id']}); office {state['office_cidr']} "
           f"(this machine: {state['office_host_ip']}); lab internet {state['internet_cidr']}")
