@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from tests.support.collection import galaxy
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN_HOSTS = ROOT / ".cache" / "lab" / "known_hosts"  # the lab's pinned host keys
@@ -120,5 +120,9 @@ def server_status(lab, node: dict) -> str:
     return "missing"
 
 
+RECAP_RE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+"""One host's line of a PLAY RECAP: name, ok, changed, unreachable, failed."""
+
+
 def galaxy_version() -> str:
-    return yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
+    return galaxy()["version"]

@@ -19,9 +19,8 @@ import pytest
 import yaml
 
 from lab import fumidai_lab
-from tests.lab.lab_helpers import galaxy_version
+from tests.lab.lab_helpers import RECAP_RE, galaxy_version
 
-RECAP_RE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 PROJECT = "/project"
 
 USER_PLAYBOOK = """\

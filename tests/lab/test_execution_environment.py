@@ -21,7 +21,9 @@ from pathlib import Path
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from tests.lab.lab_helpers import galaxy_version
+from tests.lab.lab_helpers import RECAP_RE, galaxy_version
+from tests.support import collection
+from tests.support.collection import requirement_pins
 
 ROOT = Path(__file__).resolve().parents[2]
 NAVIGATOR = str(Path(sys.executable).parent / "ansible-navigator")
@@ -36,17 +38,6 @@ PROXY_RE = re.compile(r"ProxyCommand=(\S+) (\S+) --control-path ")
 # ansible-navigator's stdout mode interleaves ansible-runner's encoded events (\e[K<base64>\e[<n>D\e[K).
 RUNNER_EVENT_RE = re.compile(r"\x1b\[K[A-Za-z0-9+/=]*\x1b\[\d+D\x1b\[K")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-RECAP_RE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
-
-
-def requirement_pins() -> dict[str, str]:
-    """name -> version of every `name==version` line of the controller's requirements.txt."""
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())
-        if match:
-            pins[match[1].lower()] = match[2]
-    return pins
 
 
 def podman(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -88,7 +79,7 @@ def test_image_carries_the_pinned_ansible_and_collections(ee_image):
     listing = json.loads(proc.stdout)
     assert listing[f"{EE_COLLECTIONS}/ansible_collections"] == {"fumidai.vpc": {"version": galaxy_version()}}
     installed = {name: info["version"] for path, collections in listing.items() for name, info in collections.items()}
-    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+    galaxy = collection.galaxy()
     for name, wanted in galaxy["dependencies"].items():
         assert name in installed, f"{name} (galaxy.yml dependency) is not in the image"
         assert installed[name] in SpecifierSet(wanted), f"{name} {installed[name]} does not satisfy {wanted}"

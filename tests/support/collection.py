@@ -8,6 +8,7 @@ build the tarball.
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from pathlib import Path
 
@@ -15,11 +16,22 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY_YML = ROOT / "galaxy.yml"
+REQUIREMENTS_TXT = ROOT / "requirements.txt"
 COLLECTIONS = ROOT / ".collections"
 
 
 def galaxy() -> dict:
     return yaml.safe_load(GALAXY_YML.read_text())
+
+
+def requirement_pins() -> dict[str, str]:
+    """name (lower case) -> version of every ``name==version`` (or ``name[extra]==version``) in requirements.txt."""
+    pinned = {}
+    for line in REQUIREMENTS_TXT.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==(\S+)", line)
+        if match:
+            pinned[match.group(1).lower()] = match.group(3)
+    return pinned
 
 
 def fqcn_prefix() -> str:

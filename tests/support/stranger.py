@@ -22,10 +22,9 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
+from tests.support.collection import galaxy, requirement_pins
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIREMENTS_TXT = ROOT / "requirements.txt"
 GET_PIP_OFFLINE = Path(__file__).with_name("get_pip_offline.py")
 PROJECT_VENV_BIN = Path(sys.executable).parent
 # What a user of the collection installs from the package index: ansible (ansible-core and the collections
@@ -35,10 +34,6 @@ USER_PACKAGES = ("ansible", "ansible-core", "boto3", "botocore", "netaddr")
 # ansible-test keeps its per-test virtual environments under $HOME/.ansible/test/venv, keyed by Python version and
 # requirements: a HOME of its own outside the checkout lets later runs (and CI on the same machine) reuse them.
 ANSIBLE_TEST_HOME = Path.home() / ".cache" / "fumidai" / "ansible-test-home"
-
-
-def galaxy() -> dict:
-    return yaml.safe_load((ROOT / "galaxy.yml").read_text())
 
 
 def checkout_names() -> dict[str, set[str]]:
@@ -60,11 +55,7 @@ def checkout_names() -> dict[str, set[str]]:
 
 def pins(names: tuple[str, ...] = USER_PACKAGES) -> list[str]:
     """``name==version`` for each of ``names``, as requirements.txt pins it."""
-    pinned = {}
-    for line in REQUIREMENTS_TXT.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==(\S+)", line)
-        if match:
-            pinned[match.group(1).lower()] = match.group(3)
+    pinned = requirement_pins()
     missing = [name for name in names if name not in pinned]
     assert not missing, f"requirements.txt pins none of {missing}"
     return [f"{name}=={pinned[name]}" for name in names]
