@@ -143,9 +143,9 @@ def plugin_parse_from_cache(inventory_file: Path, env: dict) -> float:
 import os, time
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import inventory_loader
-inventory_loader.add_directory({str(ROOT / 'plugins' / 'inventory')!r})
-plugin = inventory_loader.get('bastion_ec2')
+from ansible.plugins.loader import init_plugin_loader, inventory_loader
+init_plugin_loader([{str(ROOT / '.collections')!r}])  # the checkout as the collection fumidai.vpc
+plugin = inventory_loader.get('fumidai.vpc.bastion_ec2')
 start = time.perf_counter()
 plugin.parse(InventoryData(), DataLoader(), {str(inventory_file)!r}, cache=True)
 print(time.perf_counter() - start)
