@@ -5,18 +5,21 @@
     .venv/bin/python bench/fanout_bench.py --hosts 50 --repeat 2
     .venv/bin/python bench/fanout_bench.py --lab                 # the running lab's private hosts
 
-Builds, on podman's default network, one bastion container (sshd at Debian's default
-``MaxStartups 10:30:100`` unless --maxstartups says otherwise: "someone else's bastion") at 10.88.220.10
-and N target containers (sshd only) at 10.88.221.11.., and seeds a private moto server with the matching
-VPC: a public subnet routed to an internet gateway for the bastion, a private subnet for the targets,
-instances whose private IPs are the containers' addresses (tags Project=fumidai, Role, Name). The
-inventory is the project's own (inventory/aws.bastion_ec2.yml) with FUMIDAI_BASTION_ADDRESS=private_ip.
+Builds, with the lab's parts (lab.kinds' sshd_host kind, lab.podman, lab.hostnet's prohibit route), on
+podman's default network, one bastion container (sshd at Debian's default ``MaxStartups 10:30:100``
+unless --maxstartups says otherwise: "someone else's bastion") at 10.88.220.10 and N target containers
+(sshd only) at 10.88.221.11.., and seeds a private moto server with the project's seeder
+(tests/support/aws_seed.py, lab_plan) with the matching VPC: a public subnet routed to an internet
+gateway for the bastion, a private subnet for the targets, instances whose private IPs are the
+containers' addresses (tags Project=fumidai, Role, Name). The login user is the image's
+(plugins/module_utils/login.py). The inventory is the project's own (inventory/aws.bastion_ec2.yml) with
+FUMIDAI_BASTION_ADDRESS=private_ip.
 
 With --lab it builds nothing and uses the lab that is up (``scripts/lab.sh up --web-count 20``): its web
 servers behind its bastion (configured by site.yml), reached from the office range through the VPN, as
 an admin would. For the run the bastion's sshd is set back to Debian's MaxStartups/MaxSessions (someone
 else's bastion) and the web servers' security group also opens 22 to the office range (for the direct
-mode, applied with ``fumidai_lab.py step net``); both are restored afterwards.
+mode, applied with ``python -m lab step net``); both are restored afterwards.
 
 Then, in one run, it times ``ansible private -m ping -f N`` and a small playbook (gather facts, template
 a file) in four modes, interleaved per repetition so machine load hits them alike:
@@ -49,12 +52,16 @@ import time
 import uuid
 from pathlib import Path
 
-from lab import moto_local
+from ansible_collections.fumidai.vpc.plugins.module_utils import login
+
+from lab import hostnet, moto_local, podman
+from lab.hosts import container_args, write_node_files
+from lab.render import sshd_host
 
 ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
-IMAGE = "localhost/fumidai-debian12:latest"
+BENCH_LABEL = "io.fumidai.bench"  # not the lab's label: `python -m lab down` leaves a running bench alone
 # Address ranges given to this benchmark on podman's default network (10.88.0.0/16).
 PODMAN_CIDR = "10.88.0.0/16"
 BASTION_CIDR, TARGET_CIDR = "10.88.220.0/24", "10.88.221.0/24"
@@ -93,7 +100,10 @@ class Bench:
         self.routes: list[str] = []
         self.moto: subprocess.Popen | None = None
         self.podman_env = self._podman_env()
+        os.environ.update(self.podman_env)  # lab.podman runs podman in this process's environment
         self.env: dict[str, str] = {}
+        # The login user of the image the seeder launches (debian12): what the inventory gives each host.
+        self.user = login.login_user(login.DEFAULT_OS)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -102,21 +112,15 @@ class Bench:
                               capture_output=True, check=True, timeout=30).stdout.decode()
         return dict(item.split("=", 1) for item in dump.split("\0") if "=" in item)
 
-    def podman(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(["podman", *args], env=self.podman_env, capture_output=True, text=True,
-                              check=check, timeout=timeout)
-
     def bastion_log(self) -> str:
-        return self.podman("logs", self.containers[0], check=False).stderr
+        return podman.logs(self.containers[0], stream="stderr", check=False)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         # A missing bridge route must never send these addresses out of the machine. The prohibit route
         # covers the bridge's own prefix (a narrower one would win over the bridge route, whatever its
         # metric); it is removed afterwards only if this run added it.
-        if subprocess.run(["ip", "route", "add", "prohibit", PODMAN_CIDR, "metric", "4000"],
-                          capture_output=True, timeout=10).returncode == 0:
-            self.routes.append(PODMAN_CIDR)
+        self.routes += hostnet.prohibit_routes([PODMAN_CIDR])
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True, timeout=30)
         pubkey = Path(f"{self.key}.pub").read_text().strip()
         self.start_containers(pubkey)
@@ -141,7 +145,7 @@ class Bench:
         console: every mode is measured with the strict host key checking fumidai always uses."""
         lines = []
         for name, ip in zip(self.containers, [BASTION_IP, *target_ips(self.args.hosts)], strict=True):
-            key = self.podman("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+            key = podman.exec_in(name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.decode().split()[:2]
             lines.append(f"{self.instance_id(ip)} {' '.join(key)}\n")
         Path(self.env["FUMIDAI_KNOWN_HOSTS"]).write_text("".join(lines))
 
@@ -158,29 +162,26 @@ class Bench:
         # The naive hop: a real ProxyJump. ssh hands -F to the jump ssh, so the key and the "no master"
         # settings for the bastion live in this file; the outer connection keeps Ansible's own options.
         (self.work / "ssh_config").write_text(
-            f"Host {self.bastion_ip()}\n  User admin\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
+            f"Host {self.bastion_ip()}\n  User {self.user}\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
             f"  BatchMode yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile {self.env['FUMIDAI_KNOWN_HOSTS']}\n"
             f"  HostKeyAlias {self.instance_id(self.bastion_ip())}\n  ControlMaster no\n  ControlPath none\n")
 
     def start_containers(self, pubkey: str) -> None:
-        def sshd(name: str, ip: str, extra: str, log_level: str = "INFO") -> None:
-            command = ("ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
-                       "install -d -o admin -g admin -m 700 /home/admin/.ssh && "
-                       f"echo '{pubkey}' > /home/admin/.ssh/authorized_keys && "
-                       "chown admin:admin /home/admin/.ssh/authorized_keys && "
-                       f"exec /usr/sbin/sshd -D -e -o LogLevel={log_level} {extra}")
-            self.containers.append(name)
-            self.podman("run", "-d", "--name", name, "--network", "podman", "--ip", ip, IMAGE, "sh", "-c", command)
+        """The bastion and the targets: the lab's sshd_host kind (its renderer and container settings)."""
+        def sshd(name: str, ip: str, options: tuple[str, ...], log_level: str = "INFO") -> None:
+            node = sshd_host.node(name, f"fumidai-bench-{name}-{self.tag}", ip, self.user, pubkey, options, log_level)
+            self.containers.append(node["container"])
+            files_dir = write_node_files({}, node, base=self.work / "nodes")
+            podman.ensure_container(node, container_args({}, node, files_dir), label=BENCH_LABEL)
 
-        sshd(f"fumidai-bench-bastion-{self.tag}", BASTION_IP,
-             f"-o MaxStartups={self.args.maxstartups} -o AllowTcpForwarding=yes",
+        sshd("bastion", BASTION_IP, (f"MaxStartups={self.args.maxstartups}", "AllowTcpForwarding=yes"),
              # At INFO sshd logs only the first drop of a MaxStartups episode; VERBOSE logs each one.
              log_level="VERBOSE")
         for number, ip in enumerate(target_ips(self.args.hosts), start=1):
-            sshd(f"fumidai-bench-web{number:02d}-{self.tag}", ip, "")
+            sshd(f"web{number:02d}", ip, ())
         deadline = time.monotonic() + 120
         for name in self.containers:
-            while "Server listening on 0.0.0.0 port 22" not in self.podman("logs", name, check=False).stderr:
+            while "Server listening on 0.0.0.0 port 22" not in podman.logs(name, stream="stderr", check=False):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"sshd in {name} did not start")
                 time.sleep(0.5)
@@ -189,7 +190,7 @@ class Bench:
         """Fail with the reason before timing anything if the host cannot log in to a target."""
         proc = subprocess.run(["ssh", "-i", str(self.key), "-o", "BatchMode=yes",
                                *self.key_options(self.instance_id(self.target_ip())), "-o", "ConnectTimeout=10",
-                               f"admin@{self.target_ip()}", "true"], capture_output=True, text=True, timeout=60)
+                               f"{self.user}@{self.target_ip()}", "true"], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise SystemExit(f"cannot ssh to {self.target_ip()} from this host: {proc.stderr.strip()}")
 
@@ -223,38 +224,12 @@ class Bench:
                             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
 
     def seed_moto(self) -> None:
-        ec2 = self.ec2()
-        project = [{"Key": "Project", "Value": "fumidai"}]
+        """The bastion and the targets as instances at the containers' addresses (the project's seeder; moto
+        gives the bastion a public IP (an EIP): never used, bastion_address=private_ip)."""
+        from tests.support.aws_seed import AwsSeed, lab_plan
 
-        def tags(kind: str, name: str, *extra: dict) -> list[dict]:
-            return [{"ResourceType": kind, "Tags": [*project, {"Key": "Name", "Value": name}, *extra]}]
-
-        vpc = ec2.create_vpc(CidrBlock="10.88.0.0/16", TagSpecifications=tags("vpc", "bench-vpc"))["Vpc"]["VpcId"]
-        public = ec2.create_subnet(VpcId=vpc, CidrBlock=BASTION_CIDR,
-                                   TagSpecifications=tags("subnet", "public-subnet-1"))["Subnet"]["SubnetId"]
-        private = ec2.create_subnet(VpcId=vpc, CidrBlock=TARGET_CIDR,
-                                    TagSpecifications=tags("subnet", "private-subnet-1"))["Subnet"]["SubnetId"]
-        igw = ec2.create_internet_gateway(
-            TagSpecifications=tags("internet-gateway", "bench-igw"))["InternetGateway"]["InternetGatewayId"]
-        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-        public_rt = ec2.create_route_table(
-            VpcId=vpc, TagSpecifications=tags("route-table", "public-rt"))["RouteTable"]["RouteTableId"]
-        ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-        ec2.associate_route_table(RouteTableId=public_rt, SubnetId=public)
-        private_rt = ec2.create_route_table(
-            VpcId=vpc, TagSpecifications=tags("route-table", "private-rt"))["RouteTable"]["RouteTableId"]
-        ec2.associate_route_table(RouteTableId=private_rt, SubnetId=private)
-
-        def launch(subnet: str, ip: str, name: str, role: str, public_ip: bool = False) -> None:
-            # moto invents a public IP for the bastion: never used (bastion_address=private_ip).
-            ec2.run_instances(ImageId="ami-0fumidai0bench0", MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                              NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet, "PrivateIpAddress": ip,
-                                                  "AssociatePublicIpAddress": public_ip}],
-                              TagSpecifications=tags("instance", name, {"Key": "Role", "Value": role}))
-
-        launch(public, BASTION_IP, "bastion", "bastion", public_ip=True)
-        for number, ip in enumerate(target_ips(self.args.hosts), start=1):
-            launch(private, ip, f"web{number:02d}", "web")
+        AwsSeed(self.ec2()).build(lab_plan(BASTION_IP, target_ips(self.args.hosts), vpc_cidr=PODMAN_CIDR,
+                                           public_cidr=BASTION_CIDR, private_cidr=TARGET_CIDR))
 
     # ------------------------------------------------------------------ masters
     def sockets(self) -> list[Path]:
@@ -282,7 +257,7 @@ class Bench:
         # Every mode checks each host's pinned key (HostKeyAlias from the host's instance_id, templated per host).
         keys = " ".join(self.key_options("{{ instance_id }}"))
         if mode == "naive":
-            jump = f"{keys} -F {self.work / 'ssh_config'} -o ProxyJump=admin@{self.bastion_ip()}"
+            jump = f"{keys} -F {self.work / 'ssh_config'} -o ProxyJump={self.user}@{self.bastion_ip()}"
             return ["-e", f"ansible_ssh_common_args='{jump}'"]
         if mode == "direct":
             return ["-e", f"ansible_ssh_common_args='{keys}'"]
@@ -319,7 +294,7 @@ class Bench:
         if self.args.verbose and proc is not None and ok != self.args.hosts:
             print(proc.stdout[-3000:], proc.stderr[-2000:], file=sys.stderr)
         return {"seconds": seconds, "unreachable": unreachable, "ok": ok, "timeout": proc is None,
-                "logins": log_after.count("Accepted publickey for admin"),
+                "logins": log_after.count(f"Accepted publickey for {self.user}"),
                 "drops": log_after.count("past MaxStartups")}
 
     def run(self) -> dict:
@@ -338,105 +313,14 @@ class Bench:
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
             self.close_masters()
-        if self.containers:
-            self.podman("rm", "-f", "-t", "0", *self.containers, check=False, timeout=300)
+        with contextlib.suppress(Exception):
+            podman.remove_containers(self.containers)
         if self.moto is not None:
             moto_local.stop_pid(self.moto.pid)
         for cidr in self.routes:
-            subprocess.run(["ip", "route", "del", "prohibit", cidr, "metric", "4000"], capture_output=True,
-                           timeout=10)
+            hostnet.remove_prohibit_route(cidr)
         shutil.rmtree(self.control_dir, ignore_errors=True)
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-class LabBench(Bench):
-    """The same measurements on the running lab (lab/fumidai_lab.py): nothing is built or seeded."""
-
-    SSHD_CONFIG = "/etc/ssh/sshd_config"
-    SSHD_SAVED = "/etc/ssh/sshd_config.fumidai-bench"
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from lab import fumidai_lab
-
-        state = fumidai_lab.load_state()
-        if not state:
-            raise SystemExit("the lab is not up: run `bash scripts/lab.sh up --web-count 20` first")
-        bastions = [n for n in state["nodes"] if n["kind"] == "instance" and n["role"] == "bastion"]
-        webs = [n for n in state["nodes"] if n["kind"] == "instance" and n["role"] == "web"]
-        if not bastions or not webs:
-            raise SystemExit("the lab has no bastion or no web servers")
-        super().__init__(args)
-        # self.containers stays empty: the lab's containers are not the bench's to remove.
-        self.lab, self.state, self.bastion, self.webs = fumidai_lab, state, bastions[0], webs
-        self.sshd_changed = False
-        self.sg_rule: tuple[str, str] | None = None
-        args.hosts = len(self.webs)
-
-    def bastion_ip(self) -> str:
-        return self.bastion["ip"]
-
-    def bastion_log(self) -> str:
-        return subprocess.run(["podman", "exec", self.bastion["container"], "journalctl", "-u", "ssh", "-o", "cat",
-                               "--no-pager"], env=self.podman_env, capture_output=True, text=True,
-                              timeout=60).stdout
-
-    def setup(self) -> None:
-        self.env = self.measurement_env(self.lab.ansible_env())
-        self.key = Path(self.env["FUMIDAI_SSH_PRIVATE_KEY"])
-        listed = subprocess.run([str(BIN / "ansible"), "private", "--list-hosts"], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=120)
-        if listed.returncode != 0 or f"hosts ({len(self.webs)})" not in listed.stdout:
-            raise SystemExit(f"the inventory's private group is not the lab's {len(self.webs)} web servers:\n"
-                             f"{listed.stdout}{listed.stderr}")
-        self.make_bastion_default()
-        self.open_direct_ssh()
-        self.write_run_files()
-
-    def bastion_exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.podman("exec", self.bastion["container"], *command, check=check)
-
-    def make_bastion_default(self) -> None:
-        """Someone else's bastion: Debian's MaxStartups and MaxSessions, every drop logged."""
-        self.bastion_exec("cp", "-p", self.SSHD_CONFIG, self.SSHD_SAVED)
-        self.sshd_changed = True
-        script = (f"sed -i -e 's/^MaxStartups .*/MaxStartups {self.args.maxstartups}/' "
-                  "-e 's/^MaxSessions .*/MaxSessions 10/' -e '/^PerSourceMaxStartups /d' "
-                  f"-e 's/^LogLevel .*/LogLevel VERBOSE/' {self.SSHD_CONFIG} && sshd -t && systemctl reload ssh")
-        self.bastion_exec("sh", "-c", script)
-
-    def open_direct_ssh(self) -> None:
-        """The direct mode's path: the web servers' SG also opens 22 to the office (undone in cleanup)."""
-        ec2 = self.ec2()
-        group = self.webs[0]["security_groups"][0]
-        office = self.state["office_cidr"]
-        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
-            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-            "IpRanges": [{"CidrIp": office, "Description": "fanout bench: direct mode (temporary)"}]}])
-        self.sg_rule = (group, office)
-        self.apply_lab_network()
-        self.check_direct_ssh()
-
-    def apply_lab_network(self) -> None:
-        proc = subprocess.run([sys.executable, "-m", "lab.fumidai_lab", "step", "net"], cwd=ROOT,
-                              env=self.podman_env, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise SystemExit(f"fumidai_lab.py step net failed:\n{proc.stdout}{proc.stderr}")
-
-    def target_ip(self) -> str:
-        return self.webs[0]["ip"]
-
-    def cleanup(self) -> None:
-        try:
-            if self.sg_rule:
-                group, office = self.sg_rule
-                self.ec2().revoke_security_group_ingress(GroupId=group, IpPermissions=[{
-                    "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": office}]}])
-                self.apply_lab_network()
-            if self.sshd_changed:
-                self.bastion_exec("sh", "-c", f"mv {self.SSHD_SAVED} {self.SSHD_CONFIG} && sshd -t && "
-                                  "systemctl reload ssh", check=False)
-        finally:
-            super().cleanup()
 
 
 def report(args: argparse.Namespace, results: dict) -> None:
@@ -494,7 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--hosts must be between 1 and 200 (one /24 for the targets)")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    bench = LabBench(args) if args.lab else Bench(args)
+    if args.lab:
+        from bench.fanout_lab import LabBench
+
+        bench = LabBench(args)
+    else:
+        bench = Bench(args)
     args.forks = args.forks or args.hosts
     # SIGTERM (a CI timeout) must still remove the containers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

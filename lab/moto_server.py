@@ -140,7 +140,7 @@ def fix_alb_default_attributes() -> None:
 # --------------------------------------------------------------------------- what the lab tells the API
 # A real EC2 learns an instance's console from its serial port and an ALB's target health from its own
 # checks. moto has neither: it returns one fixed sample console text for every instance and calls every
-# registered target healthy. The lab (lab/fumidai_lab.py) runs the real hosts and the real HAProxy, so it
+# registered target healthy. The lab (python -m lab) runs the real hosts and the real HAProxy, so it
 # publishes what it sees in a directory this server reads at request time:
 #   <lab dir>/console/<instance-id>              what the instance printed on its console
 #   <lab dir>/alb/<load-balancer-name>/stats.sock  the lab ALB's HAProxy stats socket (live target health)

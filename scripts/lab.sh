@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The local lab's entry point (make demo / make demo-down):
 #   scripts/lab.sh up     moto + provision + hosts from moto's state + site.yml; leaves it up
-#                         (up --web-count 20: web01..web20 instead of web01, web02)
+#                         (up --web-count 20: web01..web20 instead of web01, web02;
+#                          up --ami-os al2023: Amazon Linux 2023 images, login user ec2-user)
 #   scripts/lab.sh down   everything the lab created, then moto (safe to repeat)
 #   scripts/lab.sh show   the lab's addresses
-# The work is done by lab/fumidai_lab.py (it prints each step and, on failure,
+# The work is done by the lab package, python -m lab (it prints each step and, on failure,
 # which step failed and why). Needs root and `. scripts/podman-env.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ python=.venv/bin/python
 case "${1:-}" in
   up)
     shift
-    "$python" -m lab.fumidai_lab up "$@"
+    "$python" -m lab up "$@"
     # shellcheck disable=SC2046  # word splitting is the point: three values
     set -- $("$python" -c 'import json; s = json.load(open(".cache/lab/lab.json")); a = s["albs"][0]
 print(s["office_host_ip"], a["dns_name"], a["ip"])')
@@ -33,7 +34,7 @@ Try:
 Walkthrough: docs/lab.md. Take it down with: make demo-down
 TXT
     ;;
-  down) exec "$python" -m lab.fumidai_lab down ;;
-  show) exec "$python" -m lab.fumidai_lab show ;;
-  *) echo "usage: scripts/lab.sh up [--web-count N]|down|show" >&2; exit 2 ;;
+  down) exec "$python" -m lab down ;;
+  show) exec "$python" -m lab show ;;
+  *) echo "usage: scripts/lab.sh up [--web-count N] [--ami-os OS]|down|show" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@ admin_cidrs
 
 The aws_preflight role and the bastion role call it through the
 ``fumidai.vpc.admin_cidr_problems`` filter
-(plugins/filter/fumidai_net.py); the audit (fumidai_checks) calls it on the SSH
+(plugins/filter/fumidai_net.py); the audit (audit_group_checks) calls it on the SSH
 sources the bastion's security groups really admit.
 
 "Too broad", unless ``allow_ssh_from_anywhere`` is true:

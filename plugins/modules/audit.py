@@ -1,5 +1,6 @@
 #!/usr/bin/python
-"""fumidai.vpc.audit: find security violations in a VPC's state (no AWS calls)."""
+# MIT License (see LICENSE)
+"""fumidai.vpc.audit: find the security violations of one or more VPCs, read from the account."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ DOCUMENTATION = r"""
 module: audit
 short_description: Report the security violations of one or more VPCs
 description:
-  - Pure analysis of the state collected with the amazon.aws C(*_info) modules (see the C(fumidai.vpc.audit) playbook).
-    Makes no AWS call.
+  - Reads the audited VPCs (I(vpc_id), else every VPC tagged with I(project_tag)) from AWS with read-only calls,
+    their live instances, security groups, subnets, route tables, load balancers and the volumes attached to the
+    instances or tagged with I(project_tag), or takes that state from I(state).
   - Checks SSH open to the world, security groups other than the ALB's open to the internet, private
     instances with a public IP, IMDSv1, unencrypted EBS volumes, the NAT instance (SSH from outside the VPC,
     source/destination check, a security group wider than the private hosts need), web servers reachable on 80
@@ -20,13 +22,19 @@ description:
     is pinned.
   - Never fails because of a violation; the caller decides (the result has C(failed_checks)).
 options:
+  vpc_id:
+    description: The VPC to audit; default every VPC tagged with I(project_tag).
+    type: str
+  project_tag:
+    description: The project's tag (C(key), C(value)), naming its VPCs and its volumes (attached or not).
+    type: dict
+    default: {key: Project, value: fumidai}
   state:
     description:
-      - Keys C(vpcs), C(instances), C(subnets), C(route_tables), C(security_groups), C(load_balancers),
-        C(volumes) as the amazon.aws info modules return them, and C(project_tag) (C(key), C(value)) to
-        include the project's unattached volumes.
+      - The state instead of reading it from AWS, keys C(vpcs), C(instances), C(subnets), C(route_tables),
+        C(security_groups), C(load_balancers), C(volumes) as the amazon.aws info modules return them, and
+        C(project_tag) (C(key), C(value)) to include the project's unattached volumes.
     type: dict
-    required: true
   known_hosts_file:
     description: The project's known_hosts file (C(<instance-id> <key-type> <key>) lines) that pins host keys.
     type: path
@@ -47,19 +55,22 @@ options:
     type: list
     elements: dict
     default: [{proto: tcp, port: 80}, {proto: tcp, port: 443}, {proto: icmp}]
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
 author: fumidai maintainers (@fumidai)
 """
 
 EXAMPLES = r"""
-- name: Audit the collected state
+- name: Audit every VPC tagged Project=fumidai
   fumidai.vpc.audit:
-    state:
-      vpcs: "{{ vpcs.vpcs }}"
-      instances: "{{ instances.instances }}"
-      security_groups: "{{ groups.security_groups }}"
-      route_tables: "{{ route_tables.route_tables }}"
-      load_balancers: "{{ albs.load_balancers }}"
-      volumes: "{{ volumes.volumes }}"
+    known_hosts_file: .cache/known_hosts
+  register: audit
+
+- name: Audit one VPC
+  fumidai.vpc.audit:
+    vpc_id: vpc-0123456789abcdef0
     known_hosts_file: .cache/known_hosts
   register: audit
 """
@@ -94,19 +105,43 @@ notes:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
+try:  # noqa: SIM105 - amazon.aws's pattern: AnsibleAWSModule reports a missing botocore
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:
+    pass
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.fumidai.vpc.plugins.module_utils.audit_read_state import NothingToAudit, find_vpcs, read_facts
+from ansible_collections.fumidai.vpc.plugins.module_utils.audit_report import audit
 from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_access import (
     DEFAULT_FORWARD,
     forward_problems,
     port_problems,
 )
-from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_checks import audit
+from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_reader import ReaderError
+
+
+def read(module) -> dict:
+    """The audited VPCs' state, read from AWS."""
+    params = module.params
+    ec2 = module.client("ec2")
+    try:
+        vpcs = find_vpcs(ec2, params["vpc_id"], params["project_tag"], module.region)
+        return read_facts(ec2, module.client("elbv2"), vpcs, params["project_tag"])
+    except NothingToAudit as exc:
+        module.fail_json(msg=str(exc))
+    except ReaderError as exc:
+        module.fail_json_aws(exc.__cause__ or exc, msg=f"The audit could not read the VPCs' state ({exc})")
+    except (BotoCoreError, ClientError) as exc:
+        module.fail_json_aws(exc, msg="The audit could not read the VPCs' state")
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = AnsibleAWSModule(
         argument_spec={
-            "state": {"type": "dict", "required": True},
+            "vpc_id": {"type": "str"},
+            "project_tag": {"type": "dict", "default": {"key": "Project", "value": "fumidai"}},
+            "state": {"type": "dict"},
             "known_hosts_file": {"type": "path", "required": True},
             "allow_ssh_from_anywhere": {"type": "bool", "default": False},
             "update_ports": {"type": "list", "elements": "int", "default": [80, 443]},
@@ -127,7 +162,8 @@ def main() -> None:
         known_hosts_text = None
     except (OSError, UnicodeDecodeError) as exc:
         module.fail_json(msg=f"cannot read known_hosts_file {path}: {exc}")
-    facts = {**params["state"], "known_hosts": {"path": path, "text": known_hosts_text},
+    state = params["state"] if params["state"] is not None else read(module)
+    facts = {**state, "known_hosts": {"path": path, "text": known_hosts_text},
              "policy": {key: params[key] for key in ("allow_ssh_from_anywhere", "update_ports", "forward_ports")}}
     result = audit(facts)
     result["known_hosts_file"] = path

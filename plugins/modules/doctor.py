@@ -1,5 +1,6 @@
 #!/usr/bin/python
-"""fumidai.vpc.doctor: walk a network path through a VPC, hop by hop (no AWS calls)."""
+# MIT License (see LICENSE)
+"""fumidai.vpc.doctor: walk a network path through a VPC, hop by hop, from the account's real state."""
 
 from __future__ import annotations
 
@@ -8,23 +9,25 @@ DOCUMENTATION = r"""
 module: doctor
 short_description: Explain why an instance can or cannot be reached, hop by hop
 description:
-  - Pure analysis of a VPC's state that the caller collected with the amazon.aws C(*_info) modules
-    (see the C(fumidai.vpc.doctor) playbook). Makes no AWS call.
-  - Walks one path (C(ssh) from the admin's address through the bastion, C(http) from the internet
-    through the ALB, or C(egress) from the instance to the internet) and returns one verdict per hop,
-    PASS, BLOCKED (with the reason and the fix) or SKIPPED.
+  - Reads the state of the target's VPC from AWS (instances, subnets, route tables, security groups, network ACLs,
+    NAT gateways, internet gateways and, for C(http), the load balancers with their listeners, target groups and
+    target health) with read-only calls, or takes it from I(state), and walks one path.
+  - The paths, one module each under plugins/module_utils/doctor/ and registered in its registry.py;
+    C(ssh) from the admin's address (I(source_cidr)) through the bastion to the target; C(http) from the
+    internet through the ALB to the target; C(egress) from the target out to the internet (I(egress_ports)).
+  - Returns one verdict per hop, PASS, BLOCKED (with the reason and the fix) or SKIPPED.
   - Names and descriptions read from AWS are untrusted; every hop, fix and summary shows them escaped
     (see plugins/module_utils/fumidai_text.py). C(target_name) is the raw tag value.
   - Never fails because a path is blocked; the caller decides (the result has C(blocked)).
     Fails on input it cannot use (unknown or ambiguous target, bad I(source_cidr)).
 options:
   path:
-    description: Which path to walk.
+    description: Which path to walk (see the description).
     type: str
     required: true
     choices: [ssh, http, egress]
   target:
-    description: The target instance, by Name tag or instance id.
+    description: The target instance, by Name tag or instance id (live instances only).
     type: str
     required: true
   source_cidr:
@@ -40,11 +43,14 @@ options:
     default: [80, 443]
   state:
     description:
-      - The VPC's state, keys C(instances), C(subnets), C(route_tables), C(security_groups), C(network_acls),
-        C(nat_gateways), C(internet_gateways), C(load_balancers), C(target_groups), each as the matching
-        amazon.aws info module returns it.
+      - The VPC's state instead of reading it from AWS, keys C(instances), C(subnets), C(route_tables),
+        C(security_groups), C(network_acls), C(nat_gateways), C(internet_gateways), C(load_balancers),
+        C(target_groups), each as the matching amazon.aws info module returns it.
     type: dict
-    required: true
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
 author: fumidai maintainers (@fumidai)
 """
 
@@ -54,18 +60,33 @@ EXAMPLES = r"""
     path: ssh
     target: web02
     source_cidr: 203.0.113.10/32
-    state:
-      instances: "{{ instances.instances }}"
-      subnets: "{{ subnets.subnets }}"
-      route_tables: "{{ route_tables.route_tables }}"
-      security_groups: "{{ groups.security_groups }}"
-      network_acls: "{{ nacls.nacls }}"
-      nat_gateways: "{{ nat_gateways.result }}"
-      internet_gateways: "{{ igws.internet_gateways }}"
+  register: doctor
+
+- name: Walk the http path to an instance, in another region
+  fumidai.vpc.doctor:
+    region: eu-west-1
+    path: http
+    target: i-0123456789abcdef0
   register: doctor
 """
 
 RETURN = r"""
+path:
+  description: The path walked.
+  type: str
+  returned: always
+target:
+  description: The target's instance id.
+  type: str
+  returned: always
+target_name:
+  description: The target's Name tag, raw (untrusted).
+  type: str
+  returned: always
+vpc_id:
+  description: The target's VPC.
+  type: str
+  returned: always
 blocked:
   description: Whether any hop is blocked.
   type: bool
@@ -86,27 +107,59 @@ lines:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_paths import DoctorError, walk
+try:  # noqa: SIM105 - amazon.aws's pattern: AnsibleAWSModule reports a missing botocore
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:
+    pass
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.read_state import find_target, read_facts
+from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.registry import ARGUMENTS, PATHS, walk
+from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.state import DoctorError
+from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_reader import ReaderError
+
+OPTIONS = {
+    "source_cidr": {"type": "str"},
+    "bastion": {"type": "str"},
+    "egress_ports": {"type": "list", "elements": "int", "default": ARGUMENTS["egress_ports"]},
+}
+
+
+def argument_spec() -> dict:
+    """The options, the path's choices from the registry."""
+    return {"path": {"type": "str", "required": True, "choices": list(PATHS)},
+            "target": {"type": "str", "required": True}, **OPTIONS, "state": {"type": "dict"}}
+
+
+def required_if() -> list:
+    return [("path", name, list(entry.required)) for name, entry in PATHS.items() if entry.required]
+
+
+def read(module, entry, target_spec: str) -> tuple[dict, str]:
+    """The facts for the walk and the target's instance id, read from AWS."""
+    ec2 = module.client("ec2")
+    elbv2 = module.client("elbv2") if "load_balancers" in entry.reads else None
+    try:
+        target = find_target(ec2, target_spec, module.region)
+        return read_facts(ec2, elbv2, target, module.params["bastion"], entry.reads), target["instance_id"]
+    except DoctorError as exc:  # unknown or ambiguous target: the usage would not help
+        module.fail_json(msg=str(exc), doctor_usage=False)
+    except ReaderError as exc:
+        module.fail_json_aws(exc.__cause__ or exc, msg=f"The doctor could not read the VPC's state ({exc})",
+                             doctor_usage=False)
+    except (BotoCoreError, ClientError) as exc:
+        module.fail_json_aws(exc, msg="The doctor could not look the target up", doctor_usage=False)
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "str", "required": True, "choices": ["ssh", "http", "egress"]},
-            "target": {"type": "str", "required": True},
-            "source_cidr": {"type": "str"},
-            "bastion": {"type": "str"},
-            "egress_ports": {"type": "list", "elements": "int", "default": [80, 443]},
-            "state": {"type": "dict", "required": True},
-        },
-        required_if=[("path", "ssh", ["source_cidr"])],
-        supports_check_mode=True,
-    )
+    module = AnsibleAWSModule(argument_spec=argument_spec(), required_if=required_if(), supports_check_mode=True)
     params = module.params
+    entry = PATHS[params["path"]]
+    facts, target = params["state"], params["target"]
+    if facts is None:
+        facts, target = read(module, entry, target)
     try:
-        result = walk(params["state"], params["path"], params["target"], source_cidr=params["source_cidr"],
-                      bastion=params["bastion"], egress_ports=params["egress_ports"])
+        result = walk(facts, entry.name, target, **{name: params[name] for name in OPTIONS})
     except DoctorError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)

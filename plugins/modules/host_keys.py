@@ -117,7 +117,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_host_keys impo
     valid_instance_id,
     write_known_hosts,
 )
-from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_ssh import SAFE_HOST_NAME
+from ansible_collections.fumidai.vpc.plugins.module_utils.ssh_args import SAFE_HOST_NAME
 
 
 def display_name(instance_id: str, names: dict) -> str:

@@ -14,11 +14,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.integration.topology_builder import REGION, build
+from tests.support.aws_seed import REGION, AwsSeed
 from tests.support.playbook import run_playbook, run_report_playbook  # noqa: E402
 
 WORLD = "0.0.0.0/0"
-VPC_CIDR = "10.0.0.0/16"
 NAT_SUBNET = "10.0.12.0/24"  # private-subnet-2, the one routed through the NAT instance
 
 
@@ -29,23 +28,6 @@ def rule(protocol: str, port: int | None = None, cidr: str | None = None, group:
     if group:
         perm["UserIdGroupPairs"] = [{"GroupId": group}]
     return perm
-
-
-def as_fumidai_builds_them(ec2, topo) -> None:
-    """The security groups as roles/aws_security_groups builds them (topology_builder keeps AWS's default
-    all-out egress and the NAT instance's former all-traffic ingress)."""
-    sgs = topo.sgs
-    for group_id in sgs.values():
-        ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=[rule("-1", cidr=WORLD)])
-    ec2.revoke_security_group_ingress(GroupId=sgs["nat"], IpPermissions=[rule("-1", cidr=NAT_SUBNET)])
-    out = [rule("tcp", 80, WORLD), rule("tcp", 443, WORLD), rule("icmp", cidr=WORLD)]
-    ec2.authorize_security_group_egress(GroupId=sgs["bastion"], IpPermissions=[
-        rule("tcp", 22, VPC_CIDR), rule("tcp", 80, WORLD), rule("tcp", 443, WORLD)])
-    ec2.authorize_security_group_egress(GroupId=sgs["alb"], IpPermissions=[rule("tcp", 80, group=sgs["web"])])
-    ec2.authorize_security_group_egress(GroupId=sgs["web"], IpPermissions=out)
-    ec2.authorize_security_group_egress(GroupId=sgs["nat"], IpPermissions=out)
-    ec2.authorize_security_group_ingress(GroupId=sgs["nat"], IpPermissions=[
-        rule("tcp", 80, NAT_SUBNET), rule("tcp", 443, NAT_SUBNET), rule("icmp", cidr=NAT_SUBNET)])
 
 
 def pin(path: Path, instance_ids) -> Path:
@@ -59,10 +41,9 @@ def pin(path: Path, instance_ids) -> Path:
 
 
 @pytest.fixture
-def topo(aws_env, ec2):
-    topology = build()
-    as_fumidai_builds_them(ec2, topology)
-    return topology
+def topo(ec2, elbv2):
+    """fumidai's VPC with the security groups as roles/aws_security_groups builds them (the seeder's)."""
+    return AwsSeed(ec2, elbv2).project()
 
 
 @pytest.fixture
@@ -144,7 +125,7 @@ def test_broken_topology_every_violation_found(topo, ec2, inventory, tmp_path):
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "stray"},
                                                                  {"Key": "Project", "Value": "fumidai"}]}],
     )["Instances"][0]["InstanceId"]
-    # An unencrypted data volume on web02 (made from a snapshot: see topology_builder on moto's SnapshotId).
+    # An unencrypted data volume on web02 (made from a snapshot: see aws_seed.root_snapshot).
     data = ec2.create_volume(Size=1, AvailabilityZone=f"{REGION}c", SnapshotId=snapshot, Encrypted=False,
                              TagSpecifications=[{"ResourceType": "volume",
                                                  "Tags": [{"Key": "Name", "Value": "web02-data"}]}])["VolumeId"]

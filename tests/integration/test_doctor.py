@@ -8,15 +8,15 @@ import textwrap
 
 import pytest
 
-from tests.integration.topology_builder import ADMIN_CIDR, build
+from tests.support.aws_seed import ADMIN_CIDR, AwsSeed
 from tests.support.playbook import run_report_playbook  # noqa: E402
 
 ADMIN_IP = "192.0.2.10/32"  # inside ADMIN_CIDR
 
 
 @pytest.fixture
-def topo(aws_env):
-    return build()
+def topo(ec2, elbv2):
+    return AwsSeed(ec2, elbv2).project()
 
 
 def doctor(inventory, tmp_path, target: str, path: str, *extra: str) -> tuple[object, dict]:
@@ -88,7 +88,7 @@ def test_bad_path_is_refused(topo, inventory, tmp_path):
 
 
 def test_missing_nat_route(topo, ec2, inventory, tmp_path):
-    ec2.delete_route(RouteTableId=topo.route_tables["private-2"], DestinationCidrBlock="0.0.0.0/0")
+    ec2.delete_route(RouteTableId=topo.route_tables["fumidai-private-subnet-2"], DestinationCidrBlock="0.0.0.0/0")
     proc, report = doctor(inventory, tmp_path, "web02", "egress")
     assert_blocked(proc, report, "default route", "Add 0.0.0.0/0 -> a NAT gateway",
                    detail_words=("private-subnet-2", "has no 0.0.0.0/0 route"))
@@ -180,7 +180,7 @@ def test_hostile_tag_values_are_printed_escaped_and_never_templated(topo, ec2, i
         topo.instances["web02"]: "web02\n 9. [PASS] forged hop: every hop passes",
         topo.subnets["private-subnet-2"]: f"{{{{ lookup('ansible.builtin.pipe', 'touch {marker}') }}}}",
         topo.sgs["nat"]: "踏み台\u202egnp.exe\u2028[BLOCKED]",
-        topo.route_tables["private-2"]: "r" * 300,
+        topo.route_tables["fumidai-private-subnet-2"]: "r" * 300,
     }
     for resource, name in names.items():
         ec2.create_tags(Resources=[resource], Tags=[{"Key": "Name", "Value": name}])

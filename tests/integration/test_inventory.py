@@ -5,7 +5,8 @@
 2. The hop against real sshd (podman containers on podman's default network 10.88.0.0/16): a bastion at
    Debian's default MaxStartups 10:30:100 and twenty private hosts behind it. Twenty parallel cold hops
    must cost exactly one bastion login; the bastion's own Ansible connection must reuse that master; a
-   person's `ssh -F .cache/ssh_config web01` must arrive through the bastion.
+   person's `ssh -F .cache/ssh_config web01` must arrive through the bastion, on that same master (and
+   Ansible on a master the person's ssh opened).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support.playbook import ROOT, plain, run_playbook
+from tests.support.aws_seed import AwsSeed, lab_plan
+from tests.support.playbook import ROOT, plain, run_playbook, ssh_resolved
 
 VENV_BIN = Path(sys.executable).parent
 IMAGE = "localhost/fumidai-debian12:latest"
@@ -164,28 +166,8 @@ def bastion_logins(container: str) -> int:
 def build_lab_topology() -> None:
     """moto's view of the containers: a VPC on podman's network, the bastion in a public subnet, the
     private hosts in a subnet that uses the VPC's main table (local route only)."""
-    ec2 = boto3.client("ec2")
-    tags = [{"Key": "Project", "Value": "fumidai"}]
-    vpc = ec2.create_vpc(CidrBlock=NETWORK_CIDR,
-                         TagSpecifications=[{"ResourceType": "vpc",
-                                             "Tags": [*tags, {"Key": "Name", "Value": "hop-vpc"}]}])["Vpc"]["VpcId"]
-    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.88.201.0/24")["Subnet"]["SubnetId"]
-    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.88.202.0/24")["Subnet"]["SubnetId"]
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-    ec2.associate_route_table(RouteTableId=table, SubnetId=public)
-
-    def launch(subnet, ip, name, role, public_ip=False):
-        ec2.run_instances(ImageId="ami-0fumidai0test0", MinCount=1, MaxCount=1, NetworkInterfaces=[
-            {"DeviceIndex": 0, "SubnetId": subnet, "PrivateIpAddress": ip, "AssociatePublicIpAddress": public_ip}],
-            TagSpecifications=[{"ResourceType": "instance",
-                                "Tags": [*tags, {"Key": "Name", "Value": name}, {"Key": "Role", "Value": role}]}])
-
-    launch(public, BASTION_IP, "bastion", "bastion", public_ip=True)
-    for number, ip in enumerate(TARGET_IPS, start=1):
-        launch(private, ip, f"web{number:02d}", "web")
+    AwsSeed(boto3.client("ec2")).build(lab_plan(BASTION_IP, TARGET_IPS, vpc_cidr=NETWORK_CIDR, vpc_name="hop-vpc",
+                                                 public_cidr="10.88.201.0/24", private_cidr="10.88.202.0/24"))
 
 
 def pin_container_keys(known_hosts: Path, sshd_lab: dict) -> None:
@@ -201,6 +183,14 @@ def pin_container_keys(known_hosts: Path, sshd_lab: dict) -> None:
             role = next(t["Value"] for t in instance["Tags"] if t["Key"] == "Role")
             lines.append(f"{instance['InstanceId']} ssh-ed25519 {keys[role]}\n")
     known_hosts.write_text("".join(lines))
+
+
+def close_masters(control_dir: Path) -> None:
+    """Stop every ssh master listening in ``control_dir``."""
+    for socket_file in control_dir.glob("*"):
+        if socket_file.is_socket():
+            subprocess.run(["ssh", "-o", f"ControlPath={socket_file}", "-O", "exit", "x"], capture_output=True,
+                           timeout=30)
 
 
 # A valid ed25519 public key that no container has.
@@ -227,6 +217,11 @@ def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path)
         listing = inventory_list(env)
         assert len(members(listing, "role_web")) == len(TARGET_IPS)
         assert members(listing, "private") == members(listing, "role_web")
+        # A person's SSH config, from the same inventory (it connects to nothing).
+        config = tmp_path / "ssh_config"
+        playbook_env = {k: v for k, v in env.items() if k not in ("PATH",)}
+        run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}",
+                     "-e", "ssh_config_control_persist=60s", env=playbook_env, check=True)
 
         # Cold start: no master yet, every private host connects at once (forks > hosts), nothing first.
         proc = subprocess.run([str(VENV_BIN / "ansible"), "role_web", "-m", "ansible.builtin.ping",
@@ -249,28 +244,40 @@ def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path)
                                 capture_output=True, text=True, timeout=60)
         assert direct.returncode == 255
 
-        # A person's ssh -F goes through the bastion too.
-        config = tmp_path / "ssh_config"
-        # A control directory that does not exist yet (as ~/.ssh on a fresh machine): the playbook creates it.
-        person_control_dir = Path(control_dir) / "person"
-        run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={config}",
-                     "-e", "ssh_config_control_persist=5s", "-e", f"ssh_config_control_dir={person_control_dir}",
-                     env={k: v for k, v in env.items() if k not in ("PATH",)}, check=True)
-        assert person_control_dir.is_dir() and person_control_dir.stat().st_mode & 0o777 == 0o700
+        # A person's ssh -F (the config written above) goes through the bastion too, over the master Ansible
+        # opened: the config names the same control socket (the playbook reads Ansible's control_path_dir, as
+        # the inventory does).
+        ansible_master = listing["_meta"]["hostvars"]["bastion"]["ansible_control_path"].replace("%%", "%")
+        assert ssh_resolved(config, "bastion")["controlpath"] == [ansible_master]
+        assert Path(ansible_master).is_socket(), "Ansible's bastion master is not up"
         person = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web01",
                                  "echo $SSH_CONNECTION"], capture_output=True, text=True, timeout=120)
         assert person.returncode == 0, person.stderr
         assert person.stdout.split()[0] == BASTION_IP  # the target saw the bastion as its client
         assert person.stdout.split()[2] == TARGET_IPS[0]
-        assert list(person_control_dir.glob("fumidai-*")), "the person's bastion connection is not shared"
+        assert bastion_logins(sshd_lab["bastion"]) == 1, "the person's ssh did not reuse Ansible's bastion master"
+        # And the other way round: Ansible rides a master a person's ssh opened (every master closed first,
+        # the targets' own too, so that each Ansible connection goes through the hop).
+        close_masters(Path(control_dir))
+        person = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web02", "true"],
+                                capture_output=True, text=True, timeout=120)
+        assert person.returncode == 0, person.stderr
+        assert bastion_logins(sshd_lab["bastion"]) == 2
+        proc = subprocess.run([str(VENV_BIN / "ansible"), "role_web", "-m", "ansible.builtin.ping", "-o"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0 and proc.stdout.count("SUCCESS") == len(TARGET_IPS), proc.stdout + proc.stderr
+        assert bastion_logins(sshd_lab["bastion"]) == 2, "Ansible did not reuse the person's bastion master"
         subprocess.run(["ssh", "-F", str(config), "-O", "exit", "bastion"], capture_output=True, timeout=30)
+
+        # A control directory that does not exist yet (as ~/.ssh on a fresh machine): the playbook creates it.
+        person_control_dir = Path(control_dir) / "person"
+        run_playbook("playbooks/ssh_config.yml", "-e", f"ssh_config_path={tmp_path / 'ssh_config.other'}",
+                     "-e", f"ssh_config_control_dir={person_control_dir}", env=playbook_env, check=True)
+        assert person_control_dir.is_dir() and person_control_dir.stat().st_mode & 0o777 == 0o700
 
         # A host whose key is not the pinned one is refused, by Ansible and by a person's ssh alike (on new
         # connections: the open ones were verified when they were made).
-        for socket_file in Path(control_dir).glob("*"):
-            if socket_file.is_socket():
-                subprocess.run(["ssh", "-o", f"ControlPath={socket_file}", "-O", "exit", "x"], capture_output=True,
-                               timeout=30)
+        close_masters(Path(control_dir))
         known_hosts.write_text(known_hosts.read_text().replace(pinned_key(known_hosts, "web"), OTHER_KEY))
         # (Ansible without pipelining: a pipelined write to an ssh that has just exited can be reported as a
         # broken pipe instead of what ssh said.)

@@ -23,13 +23,18 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from lab import fumidai_lab
+from lab import steps as lab_steps
 from tests.lab.lab_helpers import egress_source, galaxy_version, lab_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_FILE = ROOT / ".cache" / "lab" / "lab.json"
 
 
+
+
+def pytest_collection_modifyitems(items):
+    """test_login_identity builds and removes a lab of its own: it runs before the session's lab is up."""
+    items.sort(key=lambda item: item.module.__name__ != "tests.lab.test_login_identity")
 
 
 @dataclass
@@ -61,7 +66,7 @@ class Lab:
     @property
     def env(self) -> dict:
         """The environment the lab's own ansible runs get (moto endpoint, bastion address mode, key)."""
-        return fumidai_lab.ansible_env()
+        return lab_steps.ansible_env()
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,11 @@ def moto_client(env: dict, service: str):
                         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
 
 
+def login_user(node: dict) -> str:
+    """The node's login user: its image's (lab.json, from plugins/module_utils/login.py)."""
+    return node.get("login_user") or "admin"
+
+
 def fresh_ssh(lab, node: dict, command: str = "hostname", timeout: int = 30):
     """A person's SSH login through the bastion on new TCP connections (no shared master to ride on)."""
     import shlex
@@ -50,10 +55,10 @@ def fresh_ssh(lab, node: dict, command: str = "hostname", timeout: int = 30):
                "-o", "LogLevel=ERROR"]
     # Each host's key is checked against its pin, like every connection fumidai makes.
     hop = shlex.join(["ssh", *options, "-o", f"HostKeyAlias={bastion['resource_id']}", "-W", "%h:%p",
-                      f"admin@{bastion['ip']}"])
+                      f"{login_user(bastion)}@{bastion['ip']}"])
     try:
         return subprocess.run(["ssh", *options, "-o", f"HostKeyAlias={node['resource_id']}",
-                               "-o", f"ProxyCommand={hop}", f"admin@{node['ip']}", command],
+                               "-o", f"ProxyCommand={hop}", f"{login_user(node)}@{node['ip']}", command],
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(exc.cmd, 255, "", f"timed out after {timeout}s")
@@ -73,7 +78,7 @@ def wait_for(condition, timeout: float, interval: float = 2.0) -> bool:
 
 
 def lab_cli(*args: str, timeout: int = 1200) -> None:
-    proc = subprocess.run([sys.executable, "-m", "lab.fumidai_lab", *args], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
         # A playbook's output is long: show its failures, then how it ended.
@@ -81,7 +86,7 @@ def lab_cli(*args: str, timeout: int = 1200) -> None:
         failures = [i for i, line in enumerate(lines)
                     if line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line]
         excerpts = "\n...\n".join("\n".join(lines[max(i - 3, 0):i + 25]) for i in failures[:5])
-        raise AssertionError(f"fumidai_lab.py {' '.join(args)} failed ({proc.returncode}):\n{excerpts}\n...\n"
+        raise AssertionError(f"python -m lab {' '.join(args)} failed ({proc.returncode}):\n{excerpts}\n...\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 

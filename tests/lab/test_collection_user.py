@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import fumidai_lab
+from lab import config as lab_config
 from tests.lab.lab_helpers import RECAP_RE, galaxy_version
 
 PROJECT = "/project"
@@ -68,7 +68,7 @@ def user_project(tmp_path_factory, lab) -> Path:
     inventory = project / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "my.bastion_ec2.yml").write_text("---\nplugin: fumidai.vpc.bastion_ec2\nproxy_public_hosts: true\n")
-    settings = yaml.safe_load(fumidai_lab.LAB_VARS.read_text())
+    settings = yaml.safe_load(lab_config.LAB_VARS.read_text())
     (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump(settings))
     (project / "mine.yml").write_text(USER_PLAYBOOK)
     return project

@@ -3,7 +3,7 @@
 playbooks/doctor.yml reads only moto's state; the lab builds its hosts,
 routes and firewalls from that same state. For the clean topology every path
 the doctor passes must really connect; for each injected fault (changed in
-moto, then applied to the running lab with `fumidai_lab.py step net`, as AWS
+moto, then applied to the running lab with `python -m lab step net`, as AWS
 applies a changed route table or security group) the doctor must say BLOCKED
 at the hop that was broken, and the real connection must fail.
 """

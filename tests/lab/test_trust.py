@@ -53,7 +53,7 @@ def person_ssh(*args: str) -> subprocess.CompletedProcess:
 
 
 def lab_step(name: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "lab.fumidai_lab", "step", name], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lab", "step", name], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 

@@ -24,8 +24,9 @@ from ansible_collections.fumidai.vpc.plugins.module_utils import bastion_hop
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from tests.support.aws_seed import REGION, AwsSeed, project_images
+from tests.support.hostile_names import HOSTILE_NAMES
 from tests.support.playbook import ROOT
-from tests.unit.ec2_topology import HOSTILE_NAMES, REGION, Topology  # noqa: F401 - HOSTILE_NAMES: used below
 
 HOP = Path(bastion_hop.__file__)
 
@@ -43,10 +44,9 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    # moto's ~1300 stock AMIs take seconds to load per test and are not needed.
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield Topology(boto3.client("ec2", region_name=REGION))
+    # Only the project's images (Debian 12, Amazon Linux 2023): moto's ~1300 stock AMIs take seconds to load per test.
+    with project_images(), mock_aws():
+        yield AwsSeed(boto3.client("ec2", region_name=REGION))
 
 
 class Recorder:
@@ -145,7 +145,7 @@ def ssh_argv(common_args: str, target_host: str, target_port: int = 22) -> list[
 # --------------------------------------------------------------------------- topologies
 def test_project_topology_groups_hosts_and_hops(aws, tmp_path):
     project = aws.project()
-    hosts = project["hosts"]
+    hosts = project.hosts
     bastion_ip = hosts["bastion"]["public"]
     result = run_inventory(tmp_path)
 
@@ -191,20 +191,20 @@ def test_project_topology_groups_hosts_and_hops(aws, tmp_path):
     assert web01["public_ip_address"] is None
     assert web01["subnet_id"] == hosts["web01"]["subnet"]
     assert web01["subnet_name"] == "private-subnet-1"
-    assert web01["vpc_id"] == project["vpc"]
+    assert web01["vpc_id"] == project.vpc_id
     assert web01["vpc_name"] == "fumidai-vpc"
     assert web01["availability_zone"] == "ap-northeast-1a"
     assert web01["state"] == "running"
     assert web01["image_id"] == aws.ami
     assert web01["ec2_tags"] == {"Name": "web01", "Project": "fumidai", "Role": "web"}
-    assert web01["security_groups"] == [{"group_id": web01["security_groups"][0]["group_id"], "group_name": "default"}]
+    assert web01["security_groups"] == [{"group_id": project.sgs["web"], "group_name": "fumidai-web"}]
     assert web01["security_groups"][0]["group_id"].startswith("sg-")
     assert web01["region"] == REGION
     json.dumps(web01)  # every fact is plain data (cacheable, printable by ansible-inventory)
 
 
 def test_private_ip_mode_uses_private_addresses_everywhere(aws, tmp_path, monkeypatch):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     monkeypatch.setenv("FUMIDAI_BASTION_ADDRESS", "private_ip")
     result = run_inventory(tmp_path)
     bastion_ip = hosts["bastion"]["private"]
@@ -220,8 +220,8 @@ def test_private_ip_mode_uses_private_addresses_everywhere(aws, tmp_path, monkey
 
 
 def test_two_vpcs_each_hop_through_their_own_bastion(aws, tmp_path):
-    first = aws.project("fumidai-vpc", "10.0")["hosts"]
-    second = aws.project("fumidai-dr", "10.1", suffix="-dr")["hosts"]
+    first = aws.project("fumidai-vpc", "10.0").hosts
+    second = aws.project("fumidai-dr", "10.1", suffix="-dr").hosts
     result = run_inventory(tmp_path)
     assert result.group("vpc_fumidai_vpc") == {"bastion", "nat-instance", "web01", "web02"}
     assert result.group("vpc_fumidai_dr") == {"bastion-dr", "nat-instance-dr", "web01-dr", "web02-dr"}
@@ -230,8 +230,8 @@ def test_two_vpcs_each_hop_through_their_own_bastion(aws, tmp_path):
     for suffix, hosts in (("", first), ("-dr", second)):
         for name in ("web01", "web02"):
             assert result.vars(name + suffix)["ansible_ssh_common_args"] == \
-                expected_args(tmp_path, hosts[name], hosts["bastion"])
-    assert first["bastion"]["public"] != second["bastion"]["public"]
+                expected_args(tmp_path, hosts[name + suffix], hosts["bastion" + suffix])
+    assert first["bastion"]["public"] != second["bastion-dr"]["public"]
     assert result.warnings == []
 
 
@@ -252,7 +252,7 @@ def test_vpc_without_bastion_lists_hosts_without_proxy_and_warns(aws, tmp_path):
 
 
 def test_stopped_instances_are_excluded_by_default(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     aws.ec2.stop_instances(InstanceIds=[hosts["web02"]["id"]])
     assert "web02" not in run_inventory(tmp_path).hosts
     # Dropping the default state filter lists it again, stopped.
@@ -293,7 +293,7 @@ def test_public_and_private_are_decided_by_route_tables_not_names(aws, tmp_path)
 
 
 def test_public_host_without_public_ip_goes_through_the_bastion(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     subnet = hosts["bastion"]["subnet"]
     quiet = aws.instance(subnet, "quiet", "web", public=False)
     result = run_inventory(tmp_path)
@@ -303,7 +303,7 @@ def test_public_host_without_public_ip_goes_through_the_bastion(aws, tmp_path):
 
 
 def test_duplicate_and_missing_names(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     subnet = hosts["web01"]["subnet"]
     twin = aws.instance(subnet, "web01", "web")
     nameless = aws.instance(subnet, None, "web")
@@ -321,7 +321,7 @@ def test_duplicate_and_missing_names(aws, tmp_path):
 
 
 def test_hostile_names_fall_back_to_the_instance_id_with_a_warning(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     subnet = hosts["web01"]["subnet"]
     hostile = {name: aws.instance(subnet, name, "web") for name in HOSTILE_NAMES}
     # A name that is another instance's ID would let one host answer to the other's pin.
@@ -342,7 +342,7 @@ def test_hostile_names_fall_back_to_the_instance_id_with_a_warning(aws, tmp_path
 
 
 def test_safe_names_are_kept_and_collisions_stay_within_63_characters(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     subnet = hosts["web01"]["subnet"]
     long_name = "a" * 63
     first = aws.instance(subnet, long_name, "web")
@@ -356,7 +356,7 @@ def test_safe_names_are_kept_and_collisions_stay_within_63_characters(aws, tmp_p
 
 def test_only_a_project_tagged_bastion_is_used(aws, tmp_path):
     """Anyone who can tag an instance Role=bastion in the VPC must not become the way in."""
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     # A rogue "bastion" with a lower instance ID would have won before: untagged for the project, it is ignored.
     rogue = aws.instance(hosts["bastion"]["subnet"], "bastion-rogue", "bastion", public=True, project="other")
     result = run_inventory(tmp_path)
@@ -377,7 +377,7 @@ def test_only_a_project_tagged_bastion_is_used(aws, tmp_path):
 
 
 def test_filters_that_leave_out_the_bastion_still_hop_through_it(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     result = run_inventory(tmp_path, filters={"tag:Role": "web"})
     assert result.hosts == {"web01", "web02"}
     assert result.vars("web01")["ansible_ssh_common_args"] == \
@@ -406,7 +406,7 @@ def test_quoting_survives_spaces_quotes_and_percent_signs(aws, tmp_path):
 
 
 def test_without_multiplexing_the_hop_is_plain_ssh(aws, tmp_path, monkeypatch):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     monkeypatch.setenv("FUMIDAI_BASTION_MULTIPLEX", "false")
     result = run_inventory(tmp_path, bastion_port=2222)
     bastion_ip, bastion_id = hosts["bastion"]["public"], hosts["bastion"]["id"]
@@ -420,7 +420,7 @@ def test_without_multiplexing_the_hop_is_plain_ssh(aws, tmp_path, monkeypatch):
 def test_host_keys_are_always_checked_against_the_pinned_file(aws, tmp_path, monkeypatch):
     """No setting turns checking off: Ansible's own switch, options that weaken it, a key file path ssh
     would read differently - all refused or ignored; the hop checks the bastion under its instance ID."""
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     plugin_module = sys.modules[type(inventory_loader.get("fumidai.vpc.bastion_ec2")).__module__]
     monkeypatch.setattr(plugin_module.C, "HOST_KEY_CHECKING", False)
     known = tmp_path / "pins dir" / "known hosts 100%"
@@ -459,7 +459,7 @@ def test_host_keys_are_always_checked_against_the_pinned_file(aws, tmp_path, mon
 
 
 def test_proxy_public_hosts_sends_the_nat_instance_through_the_bastion(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     result = run_inventory(tmp_path, proxy_public_hosts=True)
     nat = result.vars("nat-instance")
     assert nat["ansible_host"] == hosts["nat-instance"]["private"]
@@ -481,7 +481,7 @@ def test_constructable_options_apply_after_the_builtin_groups(aws, tmp_path):
 
 
 def test_hostnames_option(aws, tmp_path):
-    hosts = aws.project()["hosts"]
+    hosts = aws.project().hosts
     result = run_inventory(tmp_path, hostnames=["private-ip-address"])
     assert result.hosts == {h["private"] for h in hosts.values()}
     with pytest.raises(AnsibleError, match="unknown hostnames entry 'nonsense'"):

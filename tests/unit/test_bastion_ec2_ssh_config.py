@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import boto3
 
+from tests.support.aws_seed import AwsSeed
+from tests.support.hostile_names import HOSTILE_NAMES
 from tests.support.playbook import run_playbook
 from tests.support.playbook import ssh_resolved as resolved
-from tests.unit.ec2_topology import HOSTILE_NAMES, Topology
 
 
 def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path):
-    topology = Topology(boto3.client("ec2"))
-    hosts = topology.project()["hosts"]
+    topology = AwsSeed(boto3.client("ec2"))
+    hosts = topology.project().hosts
     key = tmp_path / "keys dir" / "fumidai 100%"
     config = tmp_path / "out" / "ssh_config"
     known_hosts = tmp_path / "pins" / "known_hosts"
@@ -63,8 +64,8 @@ def test_ssh_config_jumps_private_hosts_through_their_bastion(aws_env, tmp_path)
 def test_hostile_names_cannot_redirect_aliases_or_run_commands(aws_env, tmp_path):
     """Names an attacker chose become instance IDs before they reach the config; ssh -G (which only reads
     the config) resolves every alias to its own address, and nothing is executed while reading it."""
-    topology = Topology(boto3.client("ec2"))
-    hosts = topology.project()["hosts"]
+    topology = AwsSeed(boto3.client("ec2"))
+    hosts = topology.project().hosts
     marker = tmp_path / "pwned"
     subnet = hosts["web01"]["subnet"]
     names = [n.replace("/tmp/fumidai-pwned", str(marker)).replace("/tmp/x", str(marker)) for n in HOSTILE_NAMES]

@@ -47,7 +47,8 @@ def sidecar(name: str) -> dict:
 
 
 def test_the_collection_registers_the_documented_filter_names():
-    assert sorted(FILTERS) == ["admin_cidr_problems", "forward_problems", "forward_rules", "network_problems",
+    assert sorted(FILTERS) == ["admin_cidr_problems", "forward_problems", "forward_rules", "image_lookup",
+                               "image_os_problems", "network_problems",
                                "pinned_instance_ids", "port_problems", "ssh_config", "teardown_plan",
                                "web_instance_problems"]
 

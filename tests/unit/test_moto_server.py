@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import io
 
-import boto3
 import pytest
-from moto import mock_aws
 from moto.elbv2.models import FakeTargetGroup
 
 from lab import moto_server
+from tests.support.aws_seed import in_process
 from tests.support.fake_haproxy import HEADER, SERVER_ROWS, FakeStatsSocket, server_row, show_stat
 
 REGION = "ap-northeast-1"
@@ -84,23 +83,11 @@ def lab_alb(tmp_path, monkeypatch):
     """moto in-process with the lab's target health served from tmp_path; an ALB in front of two instances."""
     # serve_lab_target_health replaces FakeTargetGroup.health_for: put the original back afterwards.
     monkeypatch.setattr(FakeTargetGroup, "health_for", FakeTargetGroup.health_for)
-    with mock_aws():
+    with in_process(REGION) as seed:
         moto_server.serve_lab_target_health(tmp_path)
-        ec2 = boto3.client("ec2", region_name=REGION)
-        elbv2 = boto3.client("elbv2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")
-                   ["Subnet"]["SubnetId"] for n, zone in ((1, "a"), (2, "c"))]
-        image = ec2.describe_images()["Images"][0]["ImageId"]
-        ids = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2,
-                                                           SubnetId=subnets[0])["Instances"]]
-        lb = elbv2.create_load_balancer(Name="fumidai-alb", Subnets=subnets, Scheme="internet-facing",
-                                        Type="application")["LoadBalancers"][0]
-        group = elbv2.create_target_group(Name="fumidai-web", Protocol="HTTP", Port=80, VpcId=vpc,
-                                          TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
-        elbv2.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
-                              DefaultActions=[{"Type": "forward", "TargetGroupArn": group}])
-        elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": i, "Port": 80} for i in ids])
+        stack = seed.project()  # the ALB fumidai-alb, its target group fumidai-web holding web01 and web02
+        elbv2, group = seed.elbv2, stack.tg_arn
+        ids = [stack.instances["web01"], stack.instances["web02"]]
 
         def health() -> dict:
             found = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]

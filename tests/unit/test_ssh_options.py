@@ -1,4 +1,4 @@
-"""The one writer of ssh options and ssh_config entries (plugins/module_utils/fumidai_ssh.py): what it writes
+"""The one writer of ssh options and ssh_config entries (plugins/module_utils/ssh_args.py): what it writes
 is read back by OpenSSH itself (ssh -G, no connection), and what it cannot write safely is refused."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_ssh as ssh
+from ansible_collections.fumidai.vpc.plugins.module_utils import ssh_args as ssh
 
 from tests.support.playbook import ssh_resolved as ssh_g
 
@@ -83,3 +83,11 @@ def test_shown_values_are_escaped_and_short():
     assert ssh.shown("a\nb") == "'a\\nb'"
     assert ssh.shown("x" * 100).endswith("...") and len(ssh.shown("x" * 100)) < 50
     assert ssh.shown("ウェブ") == "'\\u30a6\\u30a7\\u30d6'"
+
+
+def test_ansible_control_path_survives_ansible_then_ssh():
+    """Ansible %-formats ansible_control_path (``%(directory)s``), then ssh expands %-tokens: a literal % in the
+    socket path is escaped for both, so ssh reads the same literal path as the hop and the ssh_config."""
+    path = "/tmp/cp 100%/fumidai-hop-0123456789ab"
+    formatted = ssh.ansible_control_path(path) % {"directory": "unused"}
+    assert formatted == ssh.ssh_percent_escape(path) == "/tmp/cp 100%%/fumidai-hop-0123456789ab"

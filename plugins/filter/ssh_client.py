@@ -1,9 +1,10 @@
-"""Filters for SSH: ssh_config renders the SSH client config people use (playbooks/ssh_config.yml), every
+"""SSH client filters: ssh_config renders the SSH client config people use (playbooks/ssh_config.yml), every
 value checked; pinned_instance_ids lists the instances whose host key is pinned in the project's known_hosts.
 
 The entries come from the bastion_ec2 inventory, whose names and addresses started as AWS data; the
-rendering and its checks live in module_utils/fumidai_ssh.py, shared with the inventory plugin, so the
-ssh_config a person uses and the options Ansible uses are written by the same code.
+rendering, its checks and the bastion's ControlPath live in module_utils/ssh_args.py, shared with the inventory
+plugin, so the ssh_config a person uses and the options Ansible uses are written by the same code and share
+one bastion master.
 
 Each filter is documented in its sidecar beside this file (ssh_config.yml, pinned_instance_ids.yml), which
 ansible-doc reads: ``ansible-doc -t filter fumidai.vpc.ssh_config``.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_host_keys as host_keys
-from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_ssh as ssh
+from ansible_collections.fumidai.vpc.plugins.module_utils import ssh_args as ssh
 
 
 def fumidai_ssh_config(entries):

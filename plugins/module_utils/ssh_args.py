@@ -1,4 +1,4 @@
-"""The one place fumidai writes ssh options and ssh_config entries, and decides which names are safe.
+"""ssh arguments and ssh_config entries: the one place fumidai escapes values for ssh and names control sockets.
 
 Values that reach ssh come partly from AWS (instance IDs, addresses, Name tags) and are untrusted: a Name
 tag such as ``0 *`` would become a ``Host`` pattern matching every alias, one with a newline followed by
@@ -11,7 +11,11 @@ tag such as ``0 *`` would become a ``Host`` pattern matching every alias, one wi
 * the host-key options are built here only (``host_key_options``): strict checking against the project's
   pinned known_hosts file, with the instance ID as ``HostKeyAlias``.
 
-Pure Python; used by the inventory plugin, the ``fumidai_ssh_config`` filter and the tests.
+* the bastion master's socket is named here only (``control_path_for``), for the hop, Ansible's own connection
+  to the bastion and a person's ``ssh -F``: one scheme, so all of them share one master.
+
+Pure Python; used by the inventory plugin, the ``fumidai.vpc.ssh_config`` filter (plugins/filter/ssh_client.py),
+the lab and the tests.
 """
 
 from __future__ import annotations
@@ -102,6 +106,12 @@ def control_path_for(directory: str, user: str, address: str, port: int) -> str:
     for a unix socket, with no token for ssh to expand per target."""
     digest = hashlib.sha1(f"{user}@{address}:{port}".encode()).hexdigest()[:12]
     return os.path.join(os.path.expanduser(directory), f"fumidai-hop-{digest}")
+
+
+def ansible_control_path(path: str) -> str:
+    """A literal socket path as ``ansible_control_path``: Ansible %-formats the value (``%(directory)s``)
+    before ssh expands its own %-tokens, so a literal % is escaped for both."""
+    return ssh_percent_escape(path).replace("%", "%%")
 
 
 def common_args(options: list[str]) -> str:

@@ -1,0 +1,1 @@
+"""Unit tests of the doctor (plugins/module_utils/doctor/)."""
