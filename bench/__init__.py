@@ -1,0 +1,1 @@
+"""Benchmarks of the inventory plugin (against moto) and of the fan-out over lab hosts."""

@@ -11,8 +11,8 @@ import pytest
 from ansible.errors import AnsibleError
 
 from tests.support.aws_seed import project_plan
-from tests.unit import test_bastion_ec2 as base
-from tests.unit.test_bastion_ec2 import run_inventory
+from tests.unit import inventory_helpers as base
+from tests.unit.inventory_helpers import run_inventory
 
 aws = base.aws  # the fixture: in-process moto with the project's images, an AwsSeed
 

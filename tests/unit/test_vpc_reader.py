@@ -9,7 +9,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils import vpc_reader as r
 from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import VpcModel
 
 from tests.support.aws_seed import REGION
-from tests.unit import test_bastion_ec2 as base
+from tests.unit import inventory_helpers as base
 
 seeded = base.aws  # the fixture: in-process moto with the project's images, an AwsSeed
 
