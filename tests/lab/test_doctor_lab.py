@@ -191,7 +191,8 @@ def test_injected_fault_doctor_blocks_the_right_hop_and_the_connection_fails(lab
     finally:
         restore()
         lab_cli("step", "net")
-    assert not run_doctor(lab, target, path, tmp_path)["blocked"], "restored in moto: the doctor passes again"
-    # The ALB sends to a target again once its health check sees it healthy: wait for that, bounded.
+    # The ALB sends to a target again once its health check sees it healthy: wait for that, bounded. The
+    # doctor is asked after it: target health (the lab's real checks, in the local API) needs the same checks.
     assert wait_for(lambda: real_connection(lab, target, path), timeout=90), \
         f"restored and re-applied: {path} to {target} never connected again"
+    assert not run_doctor(lab, target, path, tmp_path)["blocked"], "restored in moto: the doctor passes again"
