@@ -15,7 +15,7 @@ PROJECT_TAG = {"key": "Project", "value": "fumidai"}
 
 @pytest.fixture
 def aws(monkeypatch):
-    with seeded_project(monkeypatch) as seeded:
+    with seeded_project() as seeded:
         yield seeded
 
 

@@ -14,7 +14,7 @@ from tests.unit.seeded_moto import seeded_project
 
 @pytest.fixture
 def aws(monkeypatch):
-    with seeded_project(monkeypatch) as seeded:
+    with seeded_project() as seeded:
         yield seeded
 
 
