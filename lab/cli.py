@@ -2,7 +2,7 @@
 
     python -m lab up [--until STEP] [--web-count N] [--ami-os OS]
                                     provision on moto, build the hosts, run site.yml
-    python -m lab step STEP         one step (keys, moto, provision, hosts, configure, ssh-config)
+    python -m lab step STEP         one step (keys, moto, provision, hosts, egress, configure, ssh-config)
     python -m lab step net          re-apply moto's routes and security groups to the running hosts
     python -m lab step consoles     publish the hosts' consoles to the local AWS API again
     python -m lab down              remove everything the lab created (safe to repeat)
@@ -25,6 +25,11 @@ containers on an isolated layer-2 network for the VPC CIDR:
   groups, health checks and registered targets) as small service containers;
 * a lab "internet" (198.18.0.0/24) behind the internet gateway with an HTTP
   server that answers and logs each request's source address.
+
+The ``egress`` step records, before site.yml runs, the address each web host's
+request to that server leaves with (.cache/lab/egress-before-configure.json):
+the NAT gateway's from the start, none behind the NAT instance until its role
+has turned forwarding and MASQUERADE on.
 
 The control node reaches the VPC as an admin would: from the office range
 (lab/vars.yml admin_cidrs) through the VPN router. Before any lab network

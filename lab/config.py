@@ -44,13 +44,18 @@ INTERNET_SERVER_IP = INTERNET_CIDR[10]
 PROHIBIT_METRIC = 4000
 ROUTE_METRIC = 100
 
-STEPS = ("keys", "moto", "provision", "hosts", "configure", "ssh-config")
+# What each web host's way out to the lab internet was before configuration (the egress step): the NAT
+# gateway works from the start, the NAT instance only once its role has run.
+EGRESS_FILE = CACHE / "egress-before-configure.json"
+
+STEPS = ("keys", "moto", "provision", "hosts", "egress", "configure", "ssh-config")
 EXTRA_STEPS = ("net", "consoles")
 STEP_TITLES = {
     "keys": "generate the lab key pair",
     "moto": "start the local AWS API (moto)",
     "provision": "provision the VPC on moto (playbooks/provision.yml)",
     "hosts": "build the hosts from moto's state (podman)",
+    "egress": "observe each web host's way out before configuration (a request to the lab internet)",
     "configure": "configure through the bastion (site.yml)",
     "ssh-config": "write the SSH config a person uses (playbooks/ssh_config.yml)",
     "net": "re-apply moto's routes, security groups and source/dest checks to the running hosts",

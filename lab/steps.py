@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import config, hostnet, moto_local, podman, settings, state
@@ -93,6 +95,28 @@ def step_hosts() -> None:
     build_hosts(plan)
 
 
+def egress_source(container: str, url: str) -> str | None:
+    """The source address the lab internet server answers with, or None when the request got nowhere."""
+    proc = podman.exec_in(container, "curl", "-sS", "--max-time", "5", url, check=False)
+    return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+
+def step_egress() -> None:
+    """What each web host's request to the lab internet leaves with, before site.yml: the NAT gateway's
+    address behind it, nothing behind the NAT instance (it forwards only once its role has run)."""
+    plan = state.load_state()
+    if not plan:
+        raise LabError(NOT_UP)
+    url = f"http://{plan['internet_server_ip']}/"
+    webs = [n for n in plan["nodes"] if n["kind"] == "instance" and n["role"] == "web"]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sources = dict(zip([n["name"] for n in webs], pool.map(lambda n: egress_source(n["container"], url), webs),
+                           strict=True))
+    write_file(config.EGRESS_FILE, json.dumps(sources, indent=2, sort_keys=True) + "\n")
+    for name, source in sorted(sources.items()):
+        log(f"{name:<18} " + (f"leaves as {source}" if source else "has no way out yet"))
+
+
 def step_net() -> None:
     """Re-read moto and apply its routes, security groups and source/dest checks in place.
 
@@ -161,8 +185,8 @@ def step_consoles() -> None:
 
 def run_steps(steps: list[str], web_count: int | None = None, ami_os: str | None = None) -> None:
     funcs = {"keys": step_keys, "moto": step_moto, "provision": lambda: step_provision(web_count, ami_os),
-             "hosts": step_hosts, "configure": step_configure, "ssh-config": step_ssh_config, "net": step_net,
-             "consoles": step_consoles}
+             "hosts": step_hosts, "egress": step_egress, "configure": step_configure,
+             "ssh-config": step_ssh_config, "net": step_net, "consoles": step_consoles}
     for number, name in enumerate(steps, 1):
         print(f"==> lab: step {number}/{len(steps)}: {config.STEP_TITLES[name]}", flush=True)
         started = time.monotonic()
@@ -204,6 +228,7 @@ def down(keep_moto: bool = False, teardown: bool = True) -> None:
         log(f"removed prohibit route for {cidr}")
     config.STATE_FILE.unlink(missing_ok=True)
     config.KNOWN_HOSTS.unlink(missing_ok=True)
+    config.EGRESS_FILE.unlink(missing_ok=True)
     shutil.rmtree(config.AWS_DIR, ignore_errors=True)
     for generated in ("env.sh", "outputs.yml"):
         (config.CACHE / generated).unlink(missing_ok=True)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
 
+from tests.integration.provisioned import XDIST_GROUP
 from tests.support.aws_seed import REGION, AwsSeed
-from tests.support.playbook import run_playbook, run_report_playbook  # noqa: E402
+from tests.support.playbook import run_report_playbook  # noqa: E402
 
 WORLD = "0.0.0.0/0"
 NAT_SUBNET = "10.0.12.0/24"  # private-subnet-2, the one routed through the NAT instance
@@ -225,22 +224,21 @@ def test_hostile_tag_values_are_printed_escaped_and_never_templated(topo, ec2, k
     assert "\u202e" not in proc.stdout and "\u2028" not in proc.stdout and "v" * 65 not in proc.stdout
 
 
-def test_doctor_and_audit_after_the_provision_playbook(aws_env, inventory, tmp_path):
-    """The project's own provisioning, then the doctor on every path and the audit: all clean."""
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    admin = {"admin_cidrs": ["192.0.2.0/24"], "ssh_public_key_path": f"{key}.pub"}
-    # Provisioning pins every instance's host key in this file; the audit reads the same one.
-    env = {"FUMIDAI_OUTPUTS_FILE": str(tmp_path / "outputs.yml"), "FUMIDAI_KNOWN_HOSTS": str(tmp_path / "known_hosts")}
-    run_playbook("playbooks/provision.yml", "-i", inventory, "-e", json.dumps(admin), env=env, check=True)
+@XDIST_GROUP
+def test_doctor_and_audit_after_the_provision_playbook(provisioned_stack, inventory, tmp_path):
+    """The project's own provisioning (the suite's one provisioned stack), then the doctor on every path and
+    the audit: all clean."""
+    admin = {"admin_cidrs": [provisioned_stack["admin_cidr"]]}
+    # Provisioning pinned every instance's host key in the stack's file; the audit reads the same one.
+    env = {**provisioned_stack["env"], "FUMIDAI_OUTPUTS_FILE": str(tmp_path / "outputs.yml")}
     for target in ("web01", "web02"):
         for path in ("ssh", "http", "egress"):
             report_file = tmp_path / f"{target}-{path}.json"
             proc, report = run_report_playbook("playbooks/doctor.yml", "doctor_output", report_file,
                                                "-i", inventory, "-e", json.dumps(admin),
-                                               "-e", f"target={target}", "-e", f"path={path}")
+                                               "-e", f"target={target}", "-e", f"path={path}", env=env)
             assert proc.returncode == 0 and not report["blocked"], (target, path, report.get("hops"), proc.stdout)
-    volumes = boto3.client("ec2", region_name=REGION).describe_volumes()["Volumes"]
+    volumes = provisioned_stack["ec2"].describe_volumes()["Volumes"]
     assert all("SnapshotId" in v for v in volumes), (
         "moto omits SnapshotId for volumes not made from a snapshot (AWS returns ''), which makes "
         "amazon.aws.ec2_vol_info fail with KeyError 'snapshot_id': lab/moto_server.py needs the fix "

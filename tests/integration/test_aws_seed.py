@@ -1,16 +1,13 @@
-"""The seeder builds what provisioning builds: playbooks/provision.yml and tests/support/aws_seed.py, each against
-a fresh moto server, leave the same VPC (names, tags, routes, security group rules, instances, images, ALB)."""
+"""The seeder builds what provisioning builds: playbooks/provision.yml (the suite's one provisioned stack) and
+tests/support/aws_seed.py, each on a moto server of its own, leave the same VPC (names, tags, routes, security
+group rules, instances, images, ALB)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import urllib.request
-
 import boto3
 
+from tests.integration.provisioned import XDIST_GROUP
 from tests.support.aws_seed import ADMIN_CIDR, AwsSeed
-from tests.support.playbook import run_playbook
 
 
 def tags(resource: dict) -> dict:
@@ -93,17 +90,14 @@ def shape(ec2, elbv2) -> dict:
     }
 
 
-def test_the_seeder_builds_what_provisioning_builds(moto_endpoint, aws_env, ec2, elbv2, tmp_path):
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    extra = json.dumps({"admin_cidrs": [ADMIN_CIDR], "ssh_public_key_path": f"{key}.pub"})
-    run_playbook("playbooks/provision.yml", "-e", extra, env={"FUMIDAI_OUTPUTS_FILE": str(tmp_path / "outputs.yml")},
-                 check=True)
-    provisioned = shape(ec2, elbv2)
+@XDIST_GROUP
+def test_the_seeder_builds_what_provisioning_builds(provisioned_stack, aws_env, ec2, elbv2):
+    """The suite's one provisioned stack (its own moto server) against the seeder's (this worker's, reset)."""
+    provisioned = shape(provisioned_stack["ec2"], provisioned_stack["elbv2"])
     assert set(provisioned["instances"]) == {"bastion", "nat-instance", "web01", "web02"}
     assert len(provisioned["security_groups"]) == 4 and "fumidai-alb" in provisioned["load_balancers"]
+    assert provisioned_stack["admin_cidr"] == ADMIN_CIDR, "both are built with the seeder's admin range"
 
-    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     AwsSeed(boto3.client("ec2"), boto3.client("elbv2")).project()
     seeded = shape(ec2, elbv2)
     for part in provisioned:

@@ -1,25 +1,21 @@
 """playbooks/provision.yml against a moto server: the real ansible-playbook,
 asserted with boto3. One provisioned state (two runs: create, then a second
-run that must change nothing) is shared by every test in this module."""
+run that must change nothing) is shared by every test in this module, and by the
+other tests that look at what provisioning leaves (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import urllib.request
-from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
-from lab import moto_local
-from tests.support.playbook import run_playbook
+from tests.integration.provisioned import XDIST_GROUP
+from tests.support.aws_plans import ADMIN_CIDR
 
 REGION = "ap-northeast-1"
 PROJECT = {"Key": "Project", "Value": "fumidai"}
-ADMIN_CIDR = "192.168.250.0/24"
 VPC_CIDR = "10.0.0.0/16"
 # The default design from inventory/group_vars/all/network.yml.
 SUBNETS = {
@@ -36,26 +32,16 @@ INSTANCES = {  # Name: (Role, subnet Name)
 }
 NEWEST_DEBIAN_AMI = "ami-0a1b2c3d4e5f60718"  # lab/moto_amis.json: newest debian-12-amd64-*
 PROJECT_FILTER = [{"Name": "tag:Project", "Values": ["fumidai"]}]
+pytestmark = XDIST_GROUP
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-# --- helpers (shared in spirit with the other provisioning tests) -----------
-
-def reset_moto(endpoint: str) -> None:
-    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(req, timeout=10).close()
-
+# --- helpers ---------------------------------------------------------------
 
 def recap(proc: subprocess.CompletedProcess) -> dict[str, int]:
     match = RECAP.search(proc.stdout)
     assert match, f"no PLAY RECAP for localhost:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True))
-
-
-def make_key(directory: Path) -> Path:
-    key = directory / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fumidai-test", "-f", str(key)], check=True)
-    return key.with_suffix(".pub")
 
 
 def tags(resource: dict) -> dict:
@@ -65,19 +51,9 @@ def tags(resource: dict) -> dict:
 # --- the provisioned state --------------------------------------------------
 
 @pytest.fixture(scope="module")
-def state(moto_endpoint, tmp_path_factory):
-    """Provision twice on a fresh moto; keep both runs and the clients."""
-    reset_moto(moto_endpoint)
-    tmp = tmp_path_factory.mktemp("provision")
-    pub = make_key(tmp)
-    outputs = tmp / "outputs.yml"
-    env = {**moto_local.environment(moto_endpoint), "FUMIDAI_OUTPUTS_FILE": str(outputs)}
-    extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR], "ssh_public_key_path": str(pub)})]
-    first = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
-    second = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    clients = {name: session.client(name, endpoint_url=moto_endpoint) for name in ("ec2", "elbv2")}
-    return {"first": first, "second": second, "outputs": outputs, "pub": pub, **clients}
+def state(provisioned_stack):
+    """The suite's one provisioned stack (tests/integration/conftest.py): both runs and the clients."""
+    return provisioned_stack
 
 
 @pytest.fixture(scope="module")
@@ -350,6 +326,7 @@ def test_nat_instance_source_dest_check_off_and_public_ip(ec2, instances):
 
 
 def test_key_pair_imported_from_the_public_key(ec2, state):
+    """Only FUMIDAI_SSH_PRIVATE_KEY was given (the one key setting): its .pub is the key pair."""
     pairs = ec2.describe_key_pairs(Filters=PROJECT_FILTER)["KeyPairs"]
     assert [p["KeyName"] for p in pairs] == ["fumidai"]
     material = ec2.describe_key_pairs(KeyNames=["fumidai"], IncludePublicKey=True)["KeyPairs"][0]["PublicKey"]

@@ -1,9 +1,9 @@
 """The lab, brought up once per session, in the order an admin would see it.
 
-Steps run one by one so that what must be observed *before* configuration
-(web02 has no egress until the nat_instance role has run) is observed then:
-keys, moto, provision, hosts -> pre-configure observations -> configure (site.yml)
--> ssh-config. The lab is taken down at the end of the session (and before, so a
+The lab's own steps observe what must be seen *before* configuration (web02
+has no egress until the nat_instance role has run): keys, moto, provision,
+hosts, egress (recorded in .cache/lab/egress-before-configure.json) ->
+configure (site.yml) -> ssh-config. The lab is taken down at the end of the session (and before, so a
 leftover lab never masks a failure).
 
 FUMIDAI_LAB_KEEP=1 leaves the lab up after the session (for debugging);
@@ -23,11 +23,13 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from lab import config as lab_config
 from lab import steps as lab_steps
-from tests.lab.lab_helpers import egress_source, galaxy_version, lab_cli
+from tests.lab.lab_helpers import galaxy_version, lab_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE_FILE = ROOT / ".cache" / "lab" / "lab.json"
+STATE_FILE = lab_config.STATE_FILE
+EGRESS_FILE = lab_config.EGRESS_FILE
 
 
 
@@ -69,22 +71,23 @@ class Lab:
         return lab_steps.ansible_env()
 
 
+def _egress_before_configure() -> dict:
+    """What the lab's egress step saw (web host -> source address, or None); {} when it never ran."""
+    return json.loads(EGRESS_FILE.read_text()) if EGRESS_FILE.exists() else {}
+
+
 @pytest.fixture(scope="session")
 def lab() -> Lab:
     if os.environ.get("FUMIDAI_LAB_REUSE") == "1" and STATE_FILE.exists():
-        yield Lab(json.loads(STATE_FILE.read_text()), pre_configure={})
+        yield Lab(json.loads(STATE_FILE.read_text()), pre_configure=_egress_before_configure())
         return
     if os.geteuid() != 0:
         pytest.fail("the lab needs root (network interfaces, routes, rootful podman)")
     lab_cli("down")
     try:
-        lab_cli("up", "--until", "hosts")
-        lab_obj = Lab(json.loads(STATE_FILE.read_text()), pre_configure={})
-        for node in lab_obj.by_role("web"):
-            lab_obj.pre_configure[node["name"]] = egress_source(lab_obj.host(node["name"]), lab_obj.internet_url)
-        lab_cli("step", "configure")
-        lab_cli("step", "ssh-config")
-        yield lab_obj
+        # Every step in order; the egress step records each web host's way out before site.yml runs.
+        lab_cli("up")
+        yield Lab(json.loads(STATE_FILE.read_text()), pre_configure=_egress_before_configure())
     finally:
         if os.environ.get("FUMIDAI_LAB_KEEP") != "1":
             lab_cli("down")

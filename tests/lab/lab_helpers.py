@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lab import steps as lab_steps
 from tests.support.collection import galaxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,9 +18,32 @@ KNOWN_HOSTS = ROOT / ".cache" / "lab" / "known_hosts"  # the lab's pinned host k
 
 
 def egress_source(host, url: str) -> str | None:
-    """The source address the lab internet server saw, or None when the request got nowhere."""
-    result = host.run(f"curl -sS --max-time 5 {url}")
-    return result.stdout.strip() if result.rc == 0 else None
+    """The source address the lab internet server saw from a testinfra podman host, or None when the request
+    got nowhere: the lab's own egress check (lab.steps.egress_source)."""
+    return lab_steps.egress_source(host.backend.name, url)
+
+
+@contextlib.contextmanager
+def counting_packets(host, chain: str, match: str):
+    """Count the packets matching ``match`` (iptables match options) in ``chain`` (INPUT: what reaches the
+    host; OUTPUT: what it sends) with a rule without a target at the top, before the security groups' chains:
+    the positive control of a "cannot reach" check, which shows where a probe got to. Yields a dict whose
+    "packets" is filled in on exit."""
+    spec = f"{match} -m comment --comment fumidai-test-count"
+    host.run_expect([0], f"iptables -w -I {chain} 1 {spec}")
+    counted = {"packets": 0}
+    try:
+        yield counted
+    finally:
+        listing = host.check_output(f"iptables -w -nvxL {chain}")
+        counted["packets"] = sum(int(line.split()[0]) for line in listing.splitlines()
+                                 if "fumidai-test-count" in line)
+        host.run_expect([0], f"iptables -w -D {chain} {spec}")
+
+
+def counting_arrivals(host, source: str, port: int):
+    """The TCP packets from ``source`` to ``port`` that reach ``host`` (see counting_packets)."""
+    return counting_packets(host, "INPUT", f"-s {source} -p tcp --dport {port}")
 
 
 def tcp_open(address: str, port: int, timeout: float = 3.0) -> bool:

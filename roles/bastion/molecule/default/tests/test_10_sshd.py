@@ -136,3 +136,25 @@ def test_sshd_and_banner(bastion):
     assert bastion.service("ssh").is_running
     assert bastion.service("ssh").is_enabled
     assert "Authorised access only" in bastion.file("/etc/ssh/sshd-banner").content_string
+
+
+# What a real client that offers only a weak algorithm gets, beside a positive control: the same client
+# with an algorithm of the policy logs in (the refusals are the policy's, not a broken connection).
+WEAK_OFFERS = [
+    (("-o", "Ciphers=aes128-cbc"), "cipher"),
+    (("-o", "Ciphers=aes256-ctr", "-o", "MACs=hmac-sha1"), "MAC"),  # a MAC is negotiated for non-AEAD ciphers
+    (("-o", "KexAlgorithms=diffie-hellman-group14-sha1"), "key exchange method"),
+    (("-o", "HostKeyAlgorithms=ssh-rsa"), "host key type"),  # RSA with SHA-1 signatures
+]
+
+
+def test_weak_algorithms_are_refused_to_a_real_client(ssh):
+    bastion_ip = ip_of("bastion")
+    for options, what in WEAK_OFFERS:
+        result = ssh(*options, bastion_ip, "true")
+        assert result.returncode == 255, (options, result.stderr)
+        assert f"no matching {what} found" in result.stderr, (options, result.stderr)
+    for options in (("-o", "Ciphers=aes256-ctr", "-o", "MACs=hmac-sha2-256-etm@openssh.com"),
+                    ("-o", "KexAlgorithms=curve25519-sha256", "-o", "HostKeyAlgorithms=ssh-ed25519")):
+        control = ssh(*options, bastion_ip, "true")
+        assert control.returncode == 0, (options, control.stderr)
