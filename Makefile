@@ -53,9 +53,9 @@ test-unit: setup
 	pytest -q -n 2 --durations=10 tests/unit
 
 test-integration: setup
-	# Two workers, each with its own moto server; a module's tests stay on one worker, and so do the tests
-	# of the one provisioned stack (xdist groups: tests/integration/conftest.py).
-	pytest -q -n 2 --dist loadgroup --durations=25 tests/integration
+	# Two workers, each with its own moto server; a module's tests stay on one worker. The tests that only
+	# read what provisioning leaves share one provisioning per worker (tests/integration/provisioned.py).
+	pytest -q -n 2 --dist loadfile --durations=25 tests/integration
 
 ROLES := bastion nat_instance apache
 

@@ -313,7 +313,11 @@ def serve_lab_observations(lab_dir: Path | None) -> None:
 
 
 def apply_fixes() -> None:
-    """Fixes for moto behaviour that differs from AWS in ways amazon.aws notices."""
+    """Fixes for moto behaviour that differs from AWS in ways amazon.aws notices, and AWS's dependency rules
+    on delete (lab/moto_dependencies.py), so that a teardown in the wrong order fails here as on AWS."""
+    from lab import moto_dependencies
+
+    moto_dependencies.apply()
     fix_describe_tags_resource_types()
     add_seed_amis()
     fix_volume_snapshot_id()

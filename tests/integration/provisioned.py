@@ -1,31 +1,54 @@
-"""The integration suite's one provisioned stack: provision.yml run twice on a moto server of its own.
+"""The integration suite's shared provisioned stack: provision.yml on a moto server of its own, once per worker.
 
-provision.yml against moto is the suite's most expensive step (two to four minutes). The tests that look at
-what provisioning leaves behind (test_provision, the inventory, the doctor and the audit after provisioning,
-the seeder's comparison) share one run through the session fixture ``provisioned_stack`` (tests/integration/
-conftest.py), on a server that no other test resets, and carry ``pytestmark = XDIST_GROUP`` so that
-pytest-xdist runs them on one worker (one provisioning per run).
+provision.yml against moto is the suite's most expensive step (about two minutes here). The tests that only look
+at what provisioning leaves behind (test_provision, the inventory, the doctor and the audit after provisioning,
+the seeder's comparison) share one run per pytest-xdist worker through the session fixture
+``provisioned_stack`` (tests/integration/conftest.py), on a server that no other test resets; test_provision's
+second run (which must change nothing) is made only when a test asks for it (``second_run``).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import boto3
-import pytest
 
 from lab import moto_local
 from tests.support.aws_plans import ADMIN_CIDR, REGION
 from tests.support.playbook import run_playbook
 
-XDIST_GROUP = pytest.mark.xdist_group("provisioned_stack")
+
+@dataclass
+class ProvisionedStack:
+    """What one provisioning left: its run, its environment (endpoint, key, pins, outputs) and clients."""
+
+    endpoint: str
+    env: dict
+    extra: list
+    first: subprocess.CompletedProcess
+    outputs: Path
+    pub: Path
+    known_hosts: Path
+    admin_cidr: str = ADMIN_CIDR
+    _second: subprocess.CompletedProcess | None = field(default=None, repr=False)
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def second_run(self) -> subprocess.CompletedProcess:
+        """provision.yml again with the same settings (made once, on first use)."""
+        if self._second is None:
+            self._second = run_playbook("playbooks/provision.yml", *self.extra, env=self.env, check=True)
+        return self._second
 
 
 def provisioned_stack(tmp_path_factory):
-    """playbooks/provision.yml run twice (create, then a run that must change nothing) on a moto server of
-    its own; the key given by its one setting (FUMIDAI_SSH_PRIVATE_KEY), host keys pinned into a file of
-    its own. Read-only for its users: none of them changes or resets it."""
+    """playbooks/provision.yml on a moto server of its own; the key given by its one setting
+    (FUMIDAI_SSH_PRIVATE_KEY), host keys pinned into a file of its own. Read-only for its users."""
     tmp = tmp_path_factory.mktemp("provisioned")
     port = moto_local.free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -40,11 +63,7 @@ def provisioned_stack(tmp_path_factory):
                "ANSIBLE_INVENTORY_CACHE": "false"}
         extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR]})]
         first = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
-        second = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
-        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-        yield {"first": first, "second": second, "env": env, "endpoint": endpoint, "admin_cidr": ADMIN_CIDR,
-               "outputs": tmp / "outputs.yml", "pub": key.with_suffix(".pub"),
-               "known_hosts": tmp / "known_hosts",
-               **{name: session.client(name, endpoint_url=endpoint) for name in ("ec2", "elbv2")}}
+        yield ProvisionedStack(endpoint, env, extra, first, tmp / "outputs.yml", key.with_suffix(".pub"),
+                               tmp / "known_hosts")
     finally:
         moto_local.stop_pid(server.pid)

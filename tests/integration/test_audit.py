@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.provisioned import XDIST_GROUP
 from tests.support.aws_seed import REGION, AwsSeed
 from tests.support.playbook import run_report_playbook  # noqa: E402
 
@@ -224,13 +223,12 @@ def test_hostile_tag_values_are_printed_escaped_and_never_templated(topo, ec2, k
     assert "\u202e" not in proc.stdout and "\u2028" not in proc.stdout and "v" * 65 not in proc.stdout
 
 
-@XDIST_GROUP
 def test_doctor_and_audit_after_the_provision_playbook(provisioned_stack, inventory, tmp_path):
-    """The project's own provisioning (the suite's one provisioned stack), then the doctor on every path and
+    """The project's own provisioning (the shared provisioned stack), then the doctor on every path and
     the audit: all clean."""
-    admin = {"admin_cidrs": [provisioned_stack["admin_cidr"]]}
+    admin = {"admin_cidrs": [provisioned_stack.admin_cidr]}
     # Provisioning pinned every instance's host key in the stack's file; the audit reads the same one.
-    env = {**provisioned_stack["env"], "FUMIDAI_OUTPUTS_FILE": str(tmp_path / "outputs.yml")}
+    env = {**provisioned_stack.env, "FUMIDAI_OUTPUTS_FILE": str(tmp_path / "outputs.yml")}
     for target in ("web01", "web02"):
         for path in ("ssh", "http", "egress"):
             report_file = tmp_path / f"{target}-{path}.json"
@@ -238,7 +236,7 @@ def test_doctor_and_audit_after_the_provision_playbook(provisioned_stack, invent
                                                "-i", inventory, "-e", json.dumps(admin),
                                                "-e", f"target={target}", "-e", f"path={path}", env=env)
             assert proc.returncode == 0 and not report["blocked"], (target, path, report.get("hops"), proc.stdout)
-    volumes = provisioned_stack["ec2"].describe_volumes()["Volumes"]
+    volumes = provisioned_stack.client("ec2").describe_volumes()["Volumes"]
     assert all("SnapshotId" in v for v in volumes), (
         "moto omits SnapshotId for volumes not made from a snapshot (AWS returns ''), which makes "
         "amazon.aws.ec2_vol_info fail with KeyError 'snapshot_id': lab/moto_server.py needs the fix "

@@ -1,4 +1,4 @@
-"""The seeder builds what provisioning builds: playbooks/provision.yml (the suite's one provisioned stack) and
+"""The seeder builds what provisioning builds: playbooks/provision.yml (the shared provisioned stack) and
 tests/support/aws_seed.py, each on a moto server of its own, leave the same VPC (names, tags, routes, security
 group rules, instances, images, ALB)."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import boto3
 
-from tests.integration.provisioned import XDIST_GROUP
 from tests.support.aws_seed import ADMIN_CIDR, AwsSeed
 
 
@@ -90,13 +89,12 @@ def shape(ec2, elbv2) -> dict:
     }
 
 
-@XDIST_GROUP
 def test_the_seeder_builds_what_provisioning_builds(provisioned_stack, aws_env, ec2, elbv2):
-    """The suite's one provisioned stack (its own moto server) against the seeder's (this worker's, reset)."""
-    provisioned = shape(provisioned_stack["ec2"], provisioned_stack["elbv2"])
+    """The shared provisioned stack (its own moto server) against the seeder's (this worker's, reset)."""
+    provisioned = shape(provisioned_stack.client("ec2"), provisioned_stack.client("elbv2"))
     assert set(provisioned["instances"]) == {"bastion", "nat-instance", "web01", "web02"}
     assert len(provisioned["security_groups"]) == 4 and "fumidai-alb" in provisioned["load_balancers"]
-    assert provisioned_stack["admin_cidr"] == ADMIN_CIDR, "both are built with the seeder's admin range"
+    assert provisioned_stack.admin_cidr == ADMIN_CIDR, "both are built with the seeder's admin range"
 
     AwsSeed(boto3.client("ec2"), boto3.client("elbv2")).project()
     seeded = shape(ec2, elbv2)

@@ -1,6 +1,6 @@
 """bastion_ec2 end to end.
 
-1. After playbooks/provision.yml against a moto server (the suite's one provisioned stack),
+1. After playbooks/provision.yml against a moto server (the shared provisioned stack),
    `ansible-inventory --list` shows the project's hosts in the right groups, with the hop on the private ones.
 2. The hop against real sshd (podman containers on podman's default network 10.88.0.0/16): a bastion at
    Debian's default MaxStartups 10:30:100 and twenty private hosts behind it. Twenty parallel cold hops
@@ -24,7 +24,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.integration.provisioned import XDIST_GROUP
 from tests.support.aws_seed import AwsSeed, lab_plan
 from tests.support.playbook import ROOT, plain, run_playbook, ssh_resolved
 
@@ -53,10 +52,9 @@ def members(listing: dict, group: str) -> set[str]:
 
 
 # --------------------------------------------------------------------------- 1. after provisioning
-@XDIST_GROUP
 def test_inventory_after_provision(provisioned_stack):
-    """The suite's one provisioned stack (tests/integration/provisioned.py), listed by the inventory."""
-    stack_env = provisioned_stack["env"]
+    """The shared provisioned stack (tests/integration/provisioned.py), listed by the inventory."""
+    stack_env = provisioned_stack.env
     listing = inventory_list(ansible_env(**stack_env))
     hostvars = listing["_meta"]["hostvars"]
     assert set(hostvars) == {"bastion", "nat-instance", "web01", "web02"}
@@ -95,7 +93,7 @@ def test_inventory_after_provision(provisioned_stack):
 
     # Provisioning pinned each instance's ed25519 key as its console output shows it (the server synthesizes
     # a first boot's console for every instance).
-    ec2 = provisioned_stack["ec2"]
+    ec2 = provisioned_stack.client("ec2")
     pins = dict(line.split(" ", 1) for line in Path(stack_env["FUMIDAI_KNOWN_HOSTS"]).read_text().splitlines()
                 if line and not line.startswith("#"))
     for host in hostvars.values():
@@ -244,7 +242,7 @@ def test_parallel_cold_hops_share_one_bastion_login(aws_env, sshd_lab, tmp_path)
         # Refused by the target's sshd for coming from elsewhere than the bastion (AllowUsers admin@bastion),
         # not lost on the way: the same key and user get in through the bastion just below.
         assert direct.returncode == 255, direct.stderr
-        assert "Permission denied (publickey)" in direct.stderr, direct.stderr
+        assert f"admin@{TARGET_IPS[0]}: Permission denied (publickey" in direct.stderr, direct.stderr
 
         # A person's ssh -F (the config written above) goes through the bastion too, over the master Ansible
         # opened: the config names the same control socket (the playbook reads Ansible's control_path_dir, as

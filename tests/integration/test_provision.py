@@ -1,7 +1,7 @@
 """playbooks/provision.yml against a moto server: the real ansible-playbook,
 asserted with boto3. One provisioned state (two runs: create, then a second
 run that must change nothing) is shared by every test in this module, and by the
-other tests that look at what provisioning leaves (tests/integration/conftest.py)."""
+other tests that look at what provisioning leaves (tests/integration/provisioned.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import subprocess
 import pytest
 import yaml
 
-from tests.integration.provisioned import XDIST_GROUP
 from tests.support.aws_plans import ADMIN_CIDR
 
 REGION = "ap-northeast-1"
@@ -32,7 +31,6 @@ INSTANCES = {  # Name: (Role, subnet Name)
 }
 NEWEST_DEBIAN_AMI = "ami-0a1b2c3d4e5f60718"  # lab/moto_amis.json: newest debian-12-amd64-*
 PROJECT_FILTER = [{"Name": "tag:Project", "Values": ["fumidai"]}]
-pytestmark = XDIST_GROUP
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -52,8 +50,10 @@ def tags(resource: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def state(provisioned_stack):
-    """The suite's one provisioned stack (tests/integration/conftest.py): both runs and the clients."""
-    return provisioned_stack
+    """The shared provisioned stack (tests/integration/provisioned.py): both runs and the clients."""
+    stack = provisioned_stack
+    return {"first": stack.first, "second": stack.second_run(), "outputs": stack.outputs, "pub": stack.pub,
+            "ec2": stack.client("ec2"), "elbv2": stack.client("elbv2")}
 
 
 @pytest.fixture(scope="module")
