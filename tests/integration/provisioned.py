@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 
 from lab import moto_local
-from tests.support.aws_plans import ADMIN_CIDR, REGION
+from tests.support.aws_plans import ADMIN_CIDR, ADMIN_CIDR_V6, REGION
 from tests.support.playbook import run_playbook
 
 
@@ -32,7 +32,7 @@ class ProvisionedStack:
     outputs: Path
     pub: Path
     known_hosts: Path
-    admin_cidr: str = ADMIN_CIDR
+    admin_cidrs: tuple[str, ...] = (ADMIN_CIDR, ADMIN_CIDR_V6)
     _second: subprocess.CompletedProcess | None = field(default=None, repr=False)
 
     def client(self, service: str):
@@ -48,7 +48,8 @@ class ProvisionedStack:
 
 def provisioned_stack(tmp_path_factory):
     """playbooks/provision.yml on a moto server of its own; the key given by its one setting
-    (FUMIDAI_SSH_PRIVATE_KEY), host keys pinned into a file of its own. Read-only for its users."""
+    (FUMIDAI_SSH_PRIVATE_KEY), an IPv4 and an IPv6 admin range, host keys pinned into a file of its own.
+    Read-only for its users."""
     tmp = tmp_path_factory.mktemp("provisioned")
     port = moto_local.free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -61,7 +62,7 @@ def provisioned_stack(tmp_path_factory):
         env = {**moto_local.environment(endpoint, REGION), "FUMIDAI_OUTPUTS_FILE": str(tmp / "outputs.yml"),
                "FUMIDAI_SSH_PRIVATE_KEY": str(key), "FUMIDAI_KNOWN_HOSTS": str(tmp / "known_hosts"),
                "ANSIBLE_INVENTORY_CACHE": "false"}
-        extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR]})]
+        extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR, ADMIN_CIDR_V6]})]
         first = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
         yield ProvisionedStack(endpoint, env, extra, first, tmp / "outputs.yml", key.with_suffix(".pub"),
                                tmp / "known_hosts")

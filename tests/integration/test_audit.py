@@ -226,7 +226,7 @@ def test_hostile_tag_values_are_printed_escaped_and_never_templated(topo, ec2, k
 def test_doctor_and_audit_after_the_provision_playbook(provisioned_stack, inventory, tmp_path):
     """The project's own provisioning (the shared provisioned stack), then the doctor on every path and
     the audit: all clean."""
-    admin = {"admin_cidrs": [provisioned_stack.admin_cidr]}
+    admin = {"admin_cidrs": list(provisioned_stack.admin_cidrs)}
     # Provisioning pinned every instance's host key in the stack's file; the audit reads the same one.
     env = {**provisioned_stack.env, "FUMIDAI_OUTPUTS_FILE": str(tmp_path / "outputs.yml")}
     for target in ("web01", "web02"):

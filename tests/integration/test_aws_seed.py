@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import boto3
 
+from tests.support.aws_plans import ADMIN_CIDR_V6
 from tests.support.aws_seed import ADMIN_CIDR, AwsSeed
 
 
@@ -94,9 +95,9 @@ def test_the_seeder_builds_what_provisioning_builds(provisioned_stack, aws_env, 
     provisioned = shape(provisioned_stack.client("ec2"), provisioned_stack.client("elbv2"))
     assert set(provisioned["instances"]) == {"bastion", "nat-instance", "web01", "web02"}
     assert len(provisioned["security_groups"]) == 4 and "fumidai-alb" in provisioned["load_balancers"]
-    assert provisioned_stack.admin_cidr == ADMIN_CIDR, "both are built with the seeder's admin range"
+    assert provisioned_stack.admin_cidrs == (ADMIN_CIDR, ADMIN_CIDR_V6), "both are built with the same admin ranges"
 
-    AwsSeed(boto3.client("ec2"), boto3.client("elbv2")).project()
+    AwsSeed(boto3.client("ec2"), boto3.client("elbv2")).project(admin_cidrs=(ADMIN_CIDR, ADMIN_CIDR_V6))
     seeded = shape(ec2, elbv2)
     for part in provisioned:
         assert seeded[part] == provisioned[part], part

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.aws_plans import ADMIN_CIDR
+from tests.support.aws_plans import ADMIN_CIDR, ADMIN_CIDR_V6
 
 REGION = "ap-northeast-1"
 PROJECT = {"Key": "Project", "Value": "fumidai"}
@@ -231,7 +231,8 @@ def test_security_groups_are_the_four_tiers(groups, vpc):
 
 
 def test_bastion_allows_ssh_from_admin_cidrs_only(groups):
-    assert ingress(groups["fumidai-bastion"]) == {("tcp", 22, 22, ADMIN_CIDR)}
+    # An IPv4 and an IPv6 admin range: a cidr_ip and a cidr_ipv6 rule.
+    assert ingress(groups["fumidai-bastion"]) == {("tcp", 22, 22, ADMIN_CIDR), ("tcp", 22, 22, ADMIN_CIDR_V6)}
 
 
 def test_alb_allows_http_from_internet_only(groups):

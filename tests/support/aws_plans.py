@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 REGION = "ap-northeast-1"
 PROJECT = "fumidai"
 ADMIN_CIDR = "192.0.2.0/24"  # TEST-NET-1: a documentation range, never contacted
+ADMIN_CIDR_V6 = "2001:db8:fd::/48"  # IPv6 documentation range (RFC 3849), never contacted
 BATCH = 50  # instances per RunInstances call when hosts share subnet, role and image
 WORLD = "0.0.0.0/0"
 
