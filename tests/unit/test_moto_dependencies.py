@@ -17,6 +17,7 @@ from tests.support.aws_seed import in_process
 @pytest.fixture
 def seeded(monkeypatch):
     moto_dependencies.apply(monkeypatch.setattr)
+    moto_dependencies.refuse_gateway_detach(monkeypatch.setattr)  # not on in the server yet (see apply)
     with in_process() as seed:
         yield seed, seed.project()
 
@@ -116,6 +117,7 @@ def test_a_subnet_of_a_load_balancer_is_not_deleted(seeded):
 def test_a_vpc_with_an_attached_gateway_or_its_own_groups_is_not_deleted():
     with pytest.MonkeyPatch.context() as monkeypatch:
         moto_dependencies.apply(monkeypatch.setattr)
+        moto_dependencies.refuse_gateway_detach(monkeypatch.setattr)
         with in_process() as seed:
             ec2 = seed.ec2
             vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
