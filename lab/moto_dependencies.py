@@ -93,33 +93,37 @@ def refuse_security_group_delete(patch: Setter = setattr) -> None:
     patch(SecurityGroupBackend, "delete_security_group", delete_security_group)
 
 
+def vpc_users(backend, vpc_id: str) -> list[str]:
+    """What keeps a VPC from being deleted beyond moto's own checks: attached gateways, its own groups."""
+    users = [g.id for g in backend.internet_gateways.values() if g.vpc is not None and g.vpc.id == vpc_id]
+    users += [g.id for g in backend.groups.get(vpc_id, {}).values() if g.name != "default"]
+    return users
+
+
+def _refuse_delete(patch: Setter, backend_class, method: str, users_of, kind: str) -> None:
+    """Wrap ``backend_class.method(self, resource_id)``: DependencyViolation while ``users_of`` names anything."""
+    original = getattr(backend_class, method)
+
+    def delete(self, resource_id):
+        users = users_of(self, resource_id)
+        if users:
+            raise _dependency(f"The {kind} '{resource_id}' has dependencies and cannot be deleted. "
+                              f"({', '.join(users)})")
+        return original(self, resource_id)
+
+    patch(backend_class, method, delete)
+
+
 def refuse_subnet_delete(patch: Setter = setattr) -> None:
     from moto.ec2.models.subnets import SubnetBackend
 
-    original = SubnetBackend.delete_subnet
-
-    def delete_subnet(self, subnet_id):
-        users = subnet_users(self, subnet_id)
-        if users:
-            raise _dependency(f"The subnet '{subnet_id}' has dependencies and cannot be deleted. ({', '.join(users)})")
-        return original(self, subnet_id)
-
-    patch(SubnetBackend, "delete_subnet", delete_subnet)
+    _refuse_delete(patch, SubnetBackend, "delete_subnet", subnet_users, "subnet")
 
 
 def refuse_vpc_delete(patch: Setter = setattr) -> None:
     from moto.ec2.models.vpcs import VPCBackend
 
-    original = VPCBackend.delete_vpc
-
-    def delete_vpc(self, vpc_id):
-        users = [g.id for g in self.internet_gateways.values() if g.vpc is not None and g.vpc.id == vpc_id]
-        users += [g.id for g in self.groups.get(vpc_id, {}).values() if g.name != "default"]
-        if users:
-            raise _dependency(f"The vpc '{vpc_id}' has dependencies and cannot be deleted. ({', '.join(users)})")
-        return original(self, vpc_id)
-
-    patch(VPCBackend, "delete_vpc", delete_vpc)
+    _refuse_delete(patch, VPCBackend, "delete_vpc", vpc_users, "vpc")
 
 
 def refuse_gateway_detach(patch: Setter = setattr) -> None:
