@@ -72,16 +72,17 @@ test-lab: setup
 
 # The execution environment (the lab tests run in it) builds in the background meanwhile: it is mostly
 # waiting on pip and podman, and the lab test waits for it on the build's lock (log: .cache/ee-build.log).
-# The molecule scenarios run beside the integration tests: they mostly wait (containers booting, rate
-# limits, bans, a reboot) while the integration tests keep both cores busy with ansible-playbook against
-# moto (measured 2026-12-02: 45-70 % idle during molecule alone). --output-sync prints each stage's
+# The molecule scenarios and the lab run beside the integration tests: they mostly wait (containers
+# booting, health checks, rate limits, bans, a reboot) while the integration tests keep both cores busy
+# with ansible-playbook against moto (measured 2026-12-02: molecule alone 45-70 % idle). The three use
+# separate resources: moto servers on their own ports, molecule's containers on podman's default network,
+# the lab's networks and containers under the fumidai-lab prefix. --output-sync prints each stage's
 # output in one piece when it ends.
 test: setup
 	@mkdir -p .cache && (scripts/build-ee.sh > .cache/ee-build.log 2>&1 &) && \
 	  echo "==> building the execution environment in the background (.cache/ee-build.log)"
 	$(MAKE) lint docs-lint test-unit
-	$(MAKE) -j2 --output-sync=target test-integration test-molecule
-	$(MAKE) test-lab
+	$(MAKE) -j3 --output-sync=target test-integration test-molecule test-lab
 
 # Benchmarks print times and ratios measured in one run (no pass/fail on time).
 bench: setup

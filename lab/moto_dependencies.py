@@ -12,14 +12,16 @@ error codes:
 * DeleteVpc: ``DependencyViolation`` while an internet gateway is attached or a non-default security group
   is left (moto itself refuses subnets and route tables);
 * DetachInternetGateway: ``DependencyViolation`` while a network interface in the VPC has a public address
-  ("mapped public addresses") - written and unit-tested, not yet on in the server (see ``apply``);
+  ("mapped public addresses");
 * ReleaseAddress: ``InvalidIPAddress.InUse`` while the address is associated.
 
 (DeleteTargetGroup in use by a listener: moto already answers ``ResourceInUse``.)
 
 And what AWS does that makes the right order work, which moto leaves out: terminating an instance
 disassociates its Elastic IPs and deletes the network interfaces it was launched with; deleting a NAT
-gateway disassociates its Elastic IP and deletes its network interface.
+gateway disassociates its Elastic IP and deletes its network interface. (Both happen at the call here, also
+while the opt-in transitions keep the instance ``shutting-down``; the instance itself holds its groups and
+subnet until it is ``terminated``, so the refusals above wait for that as on AWS.)
 
 Each ``refuse_*``/``follow_*`` function patches one moto method; ``apply`` installs them all. They take the
 setter to patch with (``setattr``; a test passes pytest's ``monkeypatch.setattr`` to undo them).
@@ -31,7 +33,9 @@ from collections.abc import Callable
 from typing import Any
 
 Setter = Callable[[Any, str, Any], None]
-GONE = ("terminated", "shutting-down")
+# Only a terminated instance lets go: AWS refuses the delete while it is still shutting down
+# (lab/moto_transitions.py keeps one shutting-down for a while, as AWS does).
+GONE = ("terminated",)
 
 
 def _live_instances(backend) -> list:
@@ -203,12 +207,13 @@ def follow_nat_gateway_deletion(patch: Setter = setattr) -> None:
 
 
 def apply(patch: Setter = setattr) -> None:
-    """Every refusal and every side effect above but ``refuse_gateway_detach``: the doctor's and the interrupted
-    run's tests detach the internet gateway of a running VPC to stage a fault (tests/integration/test_doctor.py,
-    test_resume.py), which AWS refuses; until they stage it another way, that refusal is the unit tests' only."""
+    """Every refusal and every side effect above. A test that wants a detached gateway stages it as AWS allows:
+    detached before any public address exists (tests/integration/test_doctor.py) or never attached
+    (test_resume.py)."""
     follow_instance_termination(patch)
     follow_nat_gateway_deletion(patch)
     refuse_security_group_delete(patch)
     refuse_subnet_delete(patch)
     refuse_vpc_delete(patch)
+    refuse_gateway_detach(patch)
     refuse_associated_address_release(patch)

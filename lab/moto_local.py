@@ -11,6 +11,10 @@ endpoint in .cache/moto/state.json so later commands (the lab, make demo-down)
 find it. The exported environment is what boto3 and every amazon.aws module
 honour: AWS_ENDPOINT_URL plus dummy credentials and a region. Nothing in the
 playbooks knows it is talking to moto.
+
+Every resource is created in its final state unless FUMIDAI_MOTO_TRANSITIONS (or
+--transition-delays), e.g. instance=2,nat_gateway=3,load_balancer=2, makes instances,
+NAT gateways and load balancers pending for that many seconds (lab/moto_transitions.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from lab import moto_transitions
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".cache" / "moto"
@@ -62,11 +68,13 @@ def wait_until_up(endpoint: str, timeout: float = 30.0) -> None:
             time.sleep(0.2)
 
 
-def spawn(port: int, log_path: Path, lab_dir: Path | None = None) -> subprocess.Popen:
+def spawn(port: int, log_path: Path, lab_dir: Path | None = None,
+          transitions: dict[str, float] | None = None) -> subprocess.Popen:
     """Start the server in its own process group (so stop kills it whole).
 
     ``lab_dir``: where a lab publishes its hosts' consoles and its ALB's health (lab/moto_server.py);
-    without it the server synthesizes each instance's console.
+    without it the server synthesizes each instance's console. ``transitions``: seconds per kind
+    (lab/moto_transitions.py) that instances, NAT gateways, load balancers spend pending; none: immediate.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -74,6 +82,8 @@ def spawn(port: int, log_path: Path, lab_dir: Path | None = None) -> subprocess.
                "--host", "127.0.0.1", "--port", str(port)]
     if lab_dir:
         command += ["--lab-dir", str(lab_dir)]
+    if transitions:
+        command += ["--transition-delays", moto_transitions.format_delays(transitions)]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -96,7 +106,7 @@ def cmd_start(args) -> int:
         return 0
     port = args.port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    proc = spawn(port, STATE_DIR / "server.log", args.lab_dir)
+    proc = spawn(port, STATE_DIR / "server.log", args.lab_dir, args.transition_delays)
     wait_until_up(endpoint)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps({"pid": proc.pid, "endpoint": endpoint, "region": args.region,
@@ -146,7 +156,7 @@ def cmd_run(args) -> int:
         return 2
     port = args.port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    proc = spawn(port, STATE_DIR / f"server-{port}.log")
+    proc = spawn(port, STATE_DIR / f"server-{port}.log", transitions=args.transition_delays)
     try:
         wait_until_up(endpoint)
         env = {**os.environ, **environment(endpoint, args.region)}
@@ -159,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--region", default=DEFAULT_REGION)
+    parser.add_argument("--transition-delays", type=moto_transitions.parse_delays,
+                        default=os.environ.get(moto_transitions.ENVIRONMENT, ""),
+                        help="e.g. instance=2,nat_gateway=3,load_balancer=2: seconds each kind stays pending "
+                             f"(lab/moto_transitions.py; default: ${moto_transitions.ENVIRONMENT}, else none)")
     sub = parser.add_subparsers(dest="action", required=True)
     start = sub.add_parser("start")
     start.add_argument("--lab-dir", type=Path, help="a lab's directory of consoles and ALB health (the lab sets it)")

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from lab import moto_transitions
+
 # The images fumidai's AMI lookup expects to find (Debian 12 from Debian's
 # account, Amazon Linux 2023 from Amazon's), as moto's AMI records.
 SEED_AMIS = Path(__file__).resolve().parent / "moto_amis.json"
@@ -306,6 +308,50 @@ def serve_lab_target_health(lab_dir: Path) -> None:
     ELBv2Backend.describe_target_health = describe_target_health
 
 
+# What AWS hands its own load balancer and nobody else: an imported certificate's private key. The lab plays
+# the ALB, so the server started for a lab (--lab-dir) answers it, read-only, on a path of its own
+# (GET /fumidai-lab/acm-certificate?arn=...; ExportCertificate still refuses imported certificates, as on AWS).
+LAB_CERTIFICATE_PATH = "/fumidai-lab/acm-certificate"
+
+
+def lab_certificate(arn: str) -> dict | None:
+    """An ACM certificate as the ALB gets it: certificate, the chain imported with it, private key (PEM)."""
+    import re
+
+    from moto.acm.exceptions import CertificateNotFound
+    from moto.acm.models import AWS_ROOT_CA, acm_backends
+
+    match = re.fullmatch(r"arn:aws[a-z-]*:acm:([a-z0-9-]+):([0-9]{12}):certificate/[A-Za-z0-9-]+", arn)
+    if not match:
+        return None
+    region, account = match.groups()
+    try:
+        bundle = acm_backends[account][region].get_certificate(arn)
+    except (CertificateNotFound, KeyError):  # KeyError: a region moto does not know
+        return None
+    # moto appends a sample root CA to every chain; an ALB serves the imported chain only.
+    chain = bundle.chain.removesuffix(AWS_ROOT_CA + b"\n").removesuffix(b"\n" + AWS_ROOT_CA).strip()
+    return {"certificate": bundle.cert.decode(), "chain": chain.decode(), "private_key": bundle.key.decode()}
+
+
+def serve_lab_certificates(app):
+    """The WSGI app, answering LAB_CERTIFICATE_PATH itself (see lab_certificate) and passing on the rest."""
+    from urllib.parse import parse_qs
+
+    def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") != LAB_CERTIFICATE_PATH:
+            return app(environ, start_response)
+        found = None
+        if environ.get("REQUEST_METHOD") == "GET":
+            found = lab_certificate((parse_qs(environ.get("QUERY_STRING", "")).get("arn") or [""])[0])
+        body = json.dumps(found or {"error": "no such certificate"}).encode()
+        start_response("200 OK" if found else "404 Not Found",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return wrapped
+
+
 def serve_lab_observations(lab_dir: Path | None) -> None:
     serve_console_output(lab_dir)
     if lab_dir:
@@ -314,10 +360,12 @@ def serve_lab_observations(lab_dir: Path | None) -> None:
 
 def apply_fixes() -> None:
     """Fixes for moto behaviour that differs from AWS in ways amazon.aws notices, and AWS's dependency rules
-    on delete (lab/moto_dependencies.py), so that a teardown in the wrong order fails here as on AWS."""
-    from lab import moto_dependencies
+    on delete (lab/moto_dependencies.py), so that a teardown in the wrong order fails here as on AWS, and
+    routes to a gone target reported blackhole (lab/moto_routes.py)."""
+    from lab import moto_dependencies, moto_routes
 
     moto_dependencies.apply()
+    moto_routes.apply()
     fix_describe_tags_resource_types()
     add_seed_amis()
     fix_volume_snapshot_id()
@@ -330,12 +378,18 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lab-dir", type=Path, help="where a lab publishes consoles and ALB health (see above)")
+    parser.add_argument("--transition-delays", type=moto_transitions.parse_delays, default={},
+                        help="e.g. instance=2,nat_gateway=3,load_balancer=2: seconds each kind stays pending "
+                             "(lab/moto_transitions.py); default: none, every state is immediate")
     args = parser.parse_args()
     apply_fixes()
+    moto_transitions.apply(args.transition_delays)
     serve_lab_observations(args.lab_dir.resolve() if args.lab_dir else None)
     from moto.server import DomainDispatcherApplication, create_backend_app, run_simple
 
     app = DomainDispatcherApplication(create_backend_app)
+    if args.lab_dir:
+        app = serve_lab_certificates(app)
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
 
 

@@ -29,6 +29,8 @@ class Node:
     source_dest_check: bool = True
     key_name: str = ""   # the EC2 key pair the instance was launched with
     login_user: str = ""  # the login user of the instance's image (plugins/module_utils/login.py)
+    network_acl: str = ""  # the ACL guarding the node's subnet (its own, else the VPC's default)
+    subnet_cidrs: list[str] = field(default_factory=list)  # the subnet's IPv4 and IPv6 ranges
     notes: list[str] = field(default_factory=list)
 
 
@@ -169,9 +171,16 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
         return None
 
     subnet_by_name = {_name(s, s["subnet_id"]): s["subnet_id"] for s in subnets.values()}
+    model = vpc_model.VpcModel({"subnets": topo["subnets"], "network_acls": topo.get("network_acls") or []})
     for node in nodes:
         if node.subnet:
-            node.default_via = route_via(subnet_by_name[node.subnet])
+            subnet_id = subnet_by_name[node.subnet]
+            node.default_via = route_via(subnet_id)
+            nacl = model.nacl_for_subnet(subnet_id)
+            node.network_acl = (nacl or {}).get("network_acl_id", "")
+            node.subnet_cidrs = [subnets[subnet_id]["cidr_block"]] + [
+                a["ipv6_cidr_block"] for a in subnets[subnet_id].get("ipv6_cidr_block_association_set") or []
+                if a.get("ipv6_cidr_block")]
     seen: set[str] = set()
     for node in nodes:
         if node.name in seen and node.resource_id:
@@ -200,6 +209,7 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
         "nodes": [asdict(n) for n in nodes],
         "sg_members": members,
         "security_groups": {g["group_id"]: g for g in topo["security_groups"]},
+        "network_acls": {a["network_acl_id"]: a for a in topo.get("network_acls") or []},
         "albs": [{"node": node.name, "dns_name": alb["dns_name"], "ip": node.ip,
                   "listeners": alb.get("listeners") or [], "target_groups": alb.get("target_groups") or []}
                  for alb, node in albs],

@@ -30,6 +30,8 @@ def out(cmd: list[str], **kwargs) -> str:
 
 def write_file(path: Path, text: str, mode: int = 0o644) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    # The mode before the text: a private key (0600) is never readable by others, not even for a moment.
+    path.touch(mode=mode)
     path.chmod(mode)
+    path.write_text(text)
     return path

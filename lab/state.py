@@ -34,7 +34,8 @@ def describe(project_name: str = "fumidai", tag_key: str = "Project") -> dict:
                            "has playbooks/provision.yml run?")
         vpc = vpcs[0]
         facts = vpc_reader.read(ec2, ["instances", "images", "subnets", "route_tables", "security_groups",
-                                      "nat_gateways", "internet_gateways", "load_balancers"], elbv2=elbv2,
+                                      "network_acls", "nat_gateways", "internet_gateways", "load_balancers"],
+                                elbv2=elbv2,
                                 vpc_ids=[vpc["vpc_id"]],
                                 instance_filters={**project, "instance-state-name": ["pending", "running"]})
     except vpc_reader.ReaderError as exc:
@@ -45,6 +46,7 @@ def describe(project_name: str = "fumidai", tag_key: str = "Project") -> dict:
         "subnets": facts["subnets"],
         "route_tables": facts["route_tables"],
         "security_groups": facts["security_groups"],
+        "network_acls": facts["network_acls"],
         "nat_gateways": [n for n in facts["nat_gateways"] if n.get("state") in ("pending", "available")],
         "internet_gateways": facts["internet_gateways"],
         "instances": facts["instances"],

@@ -17,6 +17,7 @@ from lab.hosts import apply_net_in_place, build_hosts, publish_consoles
 from lab.kinds import kind_of
 from lab.plan import build_plan
 from lab.proc import LabError, log, run, write_file
+from lab.render import alb as alb_render
 
 NOT_UP = "the lab is not up (make demo, or python -m lab up)"
 
@@ -147,6 +148,11 @@ def step_net() -> None:
         apply_net_in_place(node, path)
         changed += 1
         log(f"{node['container']:<28} {node['ip']:<15} re-applied")
+    for node in plan["nodes"]:
+        # A changed listener (HTTPS, its certificate, a redirect) reaches the running ALB as on AWS: in place.
+        if node["kind"] == "alb" and alb_render.apply_listeners_in_place(plan, node):
+            changed += 1
+            log(f"{node['container']:<28} {node['ip']:<15} listeners re-applied (HAProxy reloaded)")
     log(f"{changed} host(s) re-applied, the others unchanged")
 
 

@@ -9,6 +9,7 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from lab.proc import LabError
+from lab.render.network_acls import network_acl_rules
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -25,6 +26,8 @@ _ENV = SandboxedEnvironment(loader=FileSystemLoader(str(TEMPLATES)), undefined=S
                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
                             finalize=_one_line)
 _ENV.filters["sh"] = shlex.quote
+# Every VPC node's net.sh includes its subnet's ACL (_network-acls.sh): one function, not one argument per kind.
+_ENV.globals["network_acl_rules"] = network_acl_rules
 
 
 def render(template: str, **values: object) -> str:

@@ -2,3 +2,4 @@
 {% include "net-head.sh" %}
 {% include "_routes.sh" %}
 {% include "_security-groups.sh" %}
+{% include "_network-acls.sh" %}

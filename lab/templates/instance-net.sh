@@ -2,6 +2,7 @@
 {% include "net-head.sh" %}
 {% include "_routes.sh" %}
 {% include "_security-groups.sh" %}
+{% include "_network-acls.sh" %}
 
 # The login user of the instance's image: created when this image lacks it (the lab's image is Debian,
 # with admin), with the passwordless sudo cloud-init gives the default user.

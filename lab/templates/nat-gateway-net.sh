@@ -9,3 +9,4 @@ iptables -w -A LAB-NAT-GW -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 iptables -w -A LAB-NAT-GW -s {{ plan.vpc_cidr }} ! -d {{ plan.vpc_cidr }} -j ACCEPT
 iptables -w -A LAB-NAT-GW -j DROP
 iptables -w -t nat -C POSTROUTING -s {{ plan.vpc_cidr }} ! -d {{ plan.vpc_cidr }} -j MASQUERADE 2>/dev/null || iptables -w -t nat -A POSTROUTING -s {{ plan.vpc_cidr }} ! -d {{ plan.vpc_cidr }} -j MASQUERADE
+{% include "_network-acls.sh" %}

@@ -5,6 +5,10 @@ at what provisioning leaves behind (test_provision, the inventory, the doctor an
 the seeder's comparison) share one run per pytest-xdist worker through the session fixture
 ``provisioned_stack`` (tests/integration/conftest.py), on a server that no other test resets; test_provision's
 second run (which must change nothing) is made only when a test asks for it (``second_run``).
+
+Its server passes resources through AWS's pending states (``TRANSITIONS``, lab/moto_transitions.py): instances are
+``pending``, the NAT gateway ``pending`` and the ALB ``provisioning`` for a few seconds, so provisioning's waits are
+exercised: a task that needs a running instance or an available gateway and does not wait fails here as on AWS.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import boto3
 from lab import moto_local
 from tests.support.aws_plans import ADMIN_CIDR, ADMIN_CIDR_V6, REGION
 from tests.support.playbook import run_playbook
+
+TRANSITIONS = {"instance": 2, "nat_gateway": 3, "load_balancer": 2}  # seconds in the pending state, per kind
 
 
 @dataclass
@@ -47,13 +53,13 @@ class ProvisionedStack:
 
 
 def provisioned_stack(tmp_path_factory):
-    """playbooks/provision.yml on a moto server of its own; the key given by its one setting
+    """playbooks/provision.yml on a moto server of its own (with state transitions); the key given by its one setting
     (FUMIDAI_SSH_PRIVATE_KEY), an IPv4 and an IPv6 admin range, host keys pinned into a file of its own.
     Read-only for its users."""
     tmp = tmp_path_factory.mktemp("provisioned")
     port = moto_local.free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    server = moto_local.spawn(port, tmp / "moto.log")
+    server = moto_local.spawn(port, tmp / "moto.log", transitions=TRANSITIONS)
     try:
         moto_local.wait_until_up(endpoint)
         key = tmp / "id_ed25519"

@@ -7,8 +7,9 @@ import json
 import textwrap
 
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.support.aws_seed import ADMIN_CIDR, AwsSeed
+from tests.support.aws_seed import ADMIN_CIDR, PROJECT, AwsSeed, Stack, project_plan
 from tests.support.playbook import run_report_playbook  # noqa: E402
 
 ADMIN_IP = "192.0.2.10/32"  # inside ADMIN_CIDR
@@ -154,11 +155,49 @@ def test_target_not_registered(topo, elbv2, inventory, tmp_path):
                    detail_words=("not registered in target group fumidai-web",))
 
 
-def test_igw_detached(topo, ec2, inventory, tmp_path):
-    ec2.detach_internet_gateway(InternetGatewayId=topo.igw_id, VpcId=topo.vpc_id)
+def gateway_detached_before_the_hosts(ec2) -> Stack:
+    """provision.yml's network, public route included, whose internet gateway someone detached before any host
+    had a public address; the bastion and the web servers launched afterwards. That is the order AWS allows: it
+    refuses the detach once a public address is mapped in the VPC, and without an attached gateway it refuses an
+    Elastic IP association (Gateway.NotAttached), fails a public NAT gateway and an internet-facing ALB, but still
+    maps a public IP at launch: the bastion has one (and no Elastic IP, NAT gateway or ALB exists)."""
+    seed, plan = AwsSeed(ec2), project_plan()
+    stack = Stack(plan.name, seed.vpc(plan.name, plan.cidr))
+    for subnet in plan.subnets:
+        stack.subnets[subnet.name] = seed.subnet(stack.vpc_id, subnet.name, subnet.cidr, subnet.zone, subnet.tier)
+    stack.igw_id = seed.igw(stack.vpc_id, f"{PROJECT}-igw")
+    public = [stack.subnets[s.name] for s in plan.subnets if s.tier == "public"]
+    stack.route_tables[f"{PROJECT}-public"] = seed.route_table(stack.vpc_id, public, f"{PROJECT}-public",
+                                                               GatewayId=stack.igw_id)
+    ec2.detach_internet_gateway(InternetGatewayId=stack.igw_id, VpcId=stack.vpc_id)
+    stack.sgs = seed.project_groups(stack.vpc_id, plan)
+    for host in plan.hosts:
+        if host.role in ("bastion", "web"):
+            stack.hosts[host.name] = seed.instance(stack.subnets[host.subnet], host.name, host.role,
+                                                   public=host.role == "bastion", groups=[stack.sgs[host.role]])
+    return stack
+
+
+def test_the_gateway_of_a_vpc_with_public_addresses_is_not_detached(topo, ec2):
+    """The local API refuses it as AWS does, so a fault is staged as AWS allows it (next test)."""
+    with pytest.raises(ClientError) as refused:
+        ec2.detach_internet_gateway(InternetGatewayId=topo.igw_id, VpcId=topo.vpc_id)
+    assert refused.value.response["Error"]["Code"] == "DependencyViolation"
+    assert "mapped public address" in refused.value.response["Error"]["Message"]
+    assert [a["VpcId"] for a in ec2.describe_internet_gateways(
+        InternetGatewayIds=[topo.igw_id])["InternetGateways"][0]["Attachments"]] == [topo.vpc_id]
+
+
+def test_igw_detached(ec2, inventory, tmp_path):
+    stack = gateway_detached_before_the_hosts(ec2)
+    assert stack.hosts["bastion"]["public"]  # the hops before the gateway pass
     proc, report = doctor(inventory, tmp_path, "web01", "ssh")
-    assert_blocked(proc, report, "internet gateway", "Attach it", f"--internet-gateway-id {topo.igw_id}",
+    assert_blocked(proc, report, "internet gateway", "Attach it", f"--internet-gateway-id {stack.igw_id}",
                    detail_words=("fumidai-igw", "is not attached"))
+    # The fix it gives is the only one needed: attached, the same VPC passes.
+    ec2.attach_internet_gateway(InternetGatewayId=stack.igw_id, VpcId=stack.vpc_id)
+    proc, report = doctor(inventory, tmp_path, "web01", "ssh")
+    assert (proc.returncode, report["blocked"]) == (0, False), proc.stdout + proc.stderr
 
 
 def test_nacl_denying_22(topo, ec2, inventory, tmp_path):

@@ -1,6 +1,6 @@
 """Provisioning killed mid-run (SIGKILL, no cleanup), then run again: it
-converges, with exactly one of everything (no second NAT gateway, EIP,
-security group or instance)."""
+converges, with exactly one of everything (no second internet gateway, NAT
+gateway, EIP, security group or instance)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,36 @@ def counts(ec2, elbv2) -> dict[str, int]:
     }
 
 
+def run_until(command: list[str], env: dict, log_path: Path, ready, what: str) -> int:
+    """Start ``command`` in its own process group and SIGKILL the group (ansible-playbook and the module it is
+    running) as soon as ``ready()`` holds; returns the exit status."""
+    log = log_path.open("w")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 900
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"provisioning finished before {what}:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never reached: {what}")
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    return proc.returncode
+
+
 @pytest.fixture(scope="module")
 def scenario(moto_endpoint, tmp_path_factory):
-    """Start provisioning, SIGKILL it once the bastion's EIP exists (after the
-    NAT gateway, its EIP and the bastion), then provision again, twice."""
+    """Provisioning killed twice, then run again, twice:
+
+    1. killed once the subnets exist, before the internet gateway task; the gateway is then left as a run
+       killed between ec2_vpc_igw's create (tags included) and its attach leaves it: tagged, never attached;
+    2. killed once the bastion's EIP exists (after the NAT gateway, its EIP and the bastion);
+    3. run to the end, then once more.
+    (Detaching the gateway of the running VPC instead is what AWS refuses while public addresses are mapped.)"""
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     tmp = tmp_path_factory.mktemp("resume")
     key = tmp / "id_ed25519"
@@ -69,42 +95,32 @@ def scenario(moto_endpoint, tmp_path_factory):
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     ec2 = session.client("ec2", endpoint_url=moto_endpoint)
     elbv2 = session.client("elbv2", endpoint_url=moto_endpoint)
-
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/provision.yml", *extra]
     full_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **env}
-    log = (tmp / "interrupted.log").open("w")
-    # Its own process group, so the kill takes ansible-playbook and the module it is running.
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/provision.yml", *extra],
-                            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 900
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"provisioning finished before it could be interrupted:\n"
-                                     f"{(tmp / 'interrupted.log').read_text()[-3000:]}")
-            if len(ec2.describe_addresses(Filters=TAGGED)["Addresses"]) >= 2:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError("the bastion's EIP never appeared")
-            time.sleep(0.2)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
+
+    def subnets_exist() -> bool:
+        return len(ec2.describe_subnets(Filters=TAGGED)["Subnets"]) == EXPECTED["subnets"]
+
+    def bastion_eip_exists() -> bool:
+        return len(ec2.describe_addresses(Filters=TAGGED)["Addresses"]) >= 2
+
+    killed_early = run_until(command, full_env, tmp / "killed-early.log", subnets_exist, "the subnets exist")
+    early = counts(ec2, elbv2)
+    igw = ec2.create_internet_gateway(TagSpecifications=[{"ResourceType": "internet-gateway", "Tags": [
+        {"Key": "Project", "Value": "fumidai"}, {"Key": "Name", "Value": "fumidai-igw"}]}])["InternetGateway"]
+
+    killed_with = run_until(command, full_env, tmp / "interrupted.log", bastion_eip_exists, "the bastion's EIP exists")
     interrupted = counts(ec2, elbv2)
-    # Also leave the internet gateway as a run killed between creating and
-    # attaching it would: tagged but detached. The re-run must attach it, not
-    # create a second one.
-    igw = ec2.describe_internet_gateways(Filters=TAGGED)["InternetGateways"][0]
-    ec2.detach_internet_gateway(InternetGatewayId=igw["InternetGatewayId"], VpcId=igw["Attachments"][0]["VpcId"])
+    igws_interrupted = ec2.describe_internet_gateways(Filters=TAGGED)["InternetGateways"]
 
     resumed = run_playbook("playbooks/provision.yml", *extra, env=env)
     converged = counts(ec2, elbv2)
     vpc_id = ec2.describe_vpcs(Filters=TAGGED)["Vpcs"][0]["VpcId"]
     igws = ec2.describe_internet_gateways(Filters=TAGGED)["InternetGateways"]
     again = run_playbook("playbooks/provision.yml", *extra, env=env)
-    return {"interrupted": interrupted, "resumed": resumed, "converged": converged, "again": again,
-            "killed_with": proc.returncode, "igw": igw["InternetGatewayId"], "vpc_id": vpc_id, "igws": igws}
+    return {"early": early, "killed_early": killed_early, "interrupted": interrupted, "killed_with": killed_with,
+            "resumed": resumed, "converged": converged, "again": again, "igw": igw["InternetGatewayId"],
+            "vpc_id": vpc_id, "igws_interrupted": igws_interrupted, "igws": igws}
 
 
 def recap(proc) -> dict[str, int]:
@@ -113,7 +129,14 @@ def recap(proc) -> dict[str, int]:
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True))
 
 
-def test_the_first_run_was_really_cut_short(scenario):
+def test_the_first_run_was_killed_before_the_internet_gateway(scenario):
+    assert scenario["killed_early"] == -signal.SIGKILL
+    early = scenario["early"]
+    assert (early["vpcs"], early["subnets"]) == (1, EXPECTED["subnets"])
+    assert (early["internet gateways"], early["nat gateways"], early["addresses"], early["instances"]) == (0, 0, 0, 0)
+
+
+def test_the_second_run_was_really_cut_short(scenario):
     assert scenario["killed_with"] == -signal.SIGKILL
     partial = scenario["interrupted"]
     assert partial["nat gateways"] == 1 and partial["addresses"] == 2
@@ -131,8 +154,11 @@ def test_rerun_converges_to_exactly_one_of_everything(scenario):
 
 
 def test_detached_internet_gateway_reattached_not_duplicated(scenario):
-    assert [(i["InternetGatewayId"], [a["VpcId"] for a in i["Attachments"]]) for i in scenario["igws"]] == [
-        (scenario["igw"], [scenario["vpc_id"]])]
+    """The gateway left tagged and unattached is the one attached (by the first run that got that far), and
+    stays the only one."""
+    for igws in (scenario["igws_interrupted"], scenario["igws"]):
+        assert [(i["InternetGatewayId"], [a["VpcId"] for a in i["Attachments"]]) for i in igws] == [
+            (scenario["igw"], [scenario["vpc_id"]])]
 
 
 def test_run_after_convergence_changes_nothing(scenario):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import re
 import socket
 import subprocess
@@ -156,3 +157,22 @@ RECAP_RE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\
 
 def galaxy_version() -> str:
     return galaxy()["version"]
+
+
+def run_doctor(lab, target: str, path: str, out_dir: Path) -> dict:
+    """playbooks/doctor.yml on the lab's local API: its JSON report (the exit status checked against it)."""
+    report = out_dir / f"doctor-{target}-{path}.json"
+    report.unlink(missing_ok=True)
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "playbooks/doctor.yml",
+                           "-e", "@lab/vars.yml", "-e", f"target={target}", "-e", f"path={path}",
+                           "-e", f"doctor_output={report}"],
+                          cwd=ROOT, env=lab.env, capture_output=True, text=True, timeout=300)
+    assert report.exists(), f"no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    result = json.loads(report.read_text())
+    # The exit status is part of the verdict: non-zero exactly when a path is blocked.
+    assert (proc.returncode != 0) == result["blocked"], f"exit {proc.returncode} vs report:\n{proc.stdout[-3000:]}"
+    return result
+
+
+def first_blocked(report: dict) -> str | None:
+    return next((h["hop"] for h in report["hops"] if h["status"] == "BLOCKED"), None)

@@ -4,7 +4,8 @@ This module sorts first in tests/lab, so its first test runs right after the ses
 fixture: provision, hosts, site.yml, ssh-config): a visitor curling the ALB at that moment must get every web
 host within the first few requests, with no 503 in between. Then one web host's Apache is stopped: the wait at
 the end of site.yml (playbooks/alb_ready.yml, run here alone through the lab's own environment) fails naming
-it, with the reason the lab ALB's health checks give (reported by the lab's AWS API); started again, it passes.
+it, with the reason the lab ALB's health checks give (reported by the lab's AWS API), and the doctor's http
+path to it stops at "target health" with that reason; started again, both pass.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import re
 import subprocess
 
-from tests.lab.lab_helpers import ROOT, moto_client, wait_for
+from tests.lab.lab_helpers import ROOT, first_blocked, moto_client, run_doctor, wait_for
 
 SERVED_BY = re.compile(r'<strong id="served-by">([^<]*)</strong>')
 
@@ -70,7 +71,7 @@ def test_every_web_host_answers_within_the_first_requests_after_bring_up(lab):
     assert sorted({name for _, name in answers}) == web, f"the ALB right after bring-up: {answers}"
 
 
-def test_wait_fails_naming_a_web_host_whose_apache_is_stopped_and_passes_once_it_is_back(lab):
+def test_wait_and_doctor_name_a_web_host_whose_apache_is_stopped_and_pass_once_it_is_back(lab, tmp_path):
     node = lab.by_role("web")[0]
     name, instance_id = node["name"], node["resource_id"]
     host = lab.host(name)
@@ -80,6 +81,10 @@ def test_wait_fails_naming_a_web_host_whose_apache_is_stopped_and_passes_once_it
                         health_timeout(lab, "unhealthy_threshold_count")), \
             f"the lab's AWS API never reported {name} unhealthy (is its moto server started with --lab-dir?)"
         failed, results = run_wait(lab, "-e", "aws_alb_ready_timeout=10", "-e", "aws_alb_ready_poll_interval=2")
+        # The doctor reads the same API: the http path to that host passes every configuration hop and stops at
+        # the ALB's own verdict, with the lab's reason; another web host's http path passes.
+        doctor = run_doctor(lab, name, "http", tmp_path)
+        other = run_doctor(lab, lab.by_role("web")[1]["name"], "http", tmp_path)
     finally:
         assert host.run("systemctl start apache2").rc == 0
     assert failed.returncode == 2, failed.stdout[-6000:] + failed.stderr[-2000:]
@@ -90,6 +95,12 @@ def test_wait_fails_naming_a_web_host_whose_apache_is_stopped_and_passes_once_it
         f"- {name} ({instance_id}): unhealthy, Target.FailedHealthChecks: Health checks failed\n"
         "Ask the doctor why, hop by hop:\n"
         f"  ansible-playbook fumidai.vpc.doctor -e target={name} -e path=http")
+    assert doctor["blocked"] and first_blocked(doctor) == "target health", json.dumps(doctor["hops"], indent=1)
+    assert all(h["status"] == "PASS" for h in doctor["hops"][:-1]), json.dumps(doctor["hops"], indent=1)
+    health = doctor["hops"][-1]
+    assert health["hop"] == "target health"
+    assert "is unhealthy in target group fumidai-web (Health checks failed)" in health["detail"], health
+    assert not other["blocked"], other["summary"]
 
     # Apache is back: the wait (its default timeout, computed from the health check) ends when the lab ALB
     # has seen enough passing checks, and the site answers from every web host again.

@@ -17,7 +17,6 @@ from tests.support.aws_seed import in_process
 @pytest.fixture
 def seeded(monkeypatch):
     moto_dependencies.apply(monkeypatch.setattr)
-    moto_dependencies.refuse_gateway_detach(monkeypatch.setattr)  # not on in the server yet (see apply)
     with in_process() as seed:
         yield seed, seed.project()
 
@@ -117,7 +116,6 @@ def test_a_subnet_of_a_load_balancer_is_not_deleted(seeded):
 def test_a_vpc_with_an_attached_gateway_or_its_own_groups_is_not_deleted():
     with pytest.MonkeyPatch.context() as monkeypatch:
         moto_dependencies.apply(monkeypatch.setattr)
-        moto_dependencies.refuse_gateway_detach(monkeypatch.setattr)
         with in_process() as seed:
             ec2 = seed.ec2
             vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
@@ -222,3 +220,33 @@ def test_the_teardowns_order_passes_and_a_reordered_one_is_refused(seeded):
     ec2.delete_internet_gateway(InternetGatewayId=stack.igw_id)
     ec2.delete_vpc(VpcId=stack.vpc_id)
     assert stack.vpc_id not in {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]}
+
+
+# --- with the opt-in transitions (lab/moto_transitions.py) ------------------------------------------------
+
+def test_a_shutting_down_instance_still_holds_its_group_and_subnet(monkeypatch):
+    """AWS lets go of a group or subnet only once the instance is terminated, not while it shuts down."""
+    from lab import moto_transitions
+
+    now = [1000.0]
+    monkeypatch.setattr(moto_transitions, "clock", lambda: now[0])
+    moto_dependencies.apply(monkeypatch.setattr)  # in the server's order: the dependencies, then the transitions
+    moto_transitions.apply({"instance": 1.0}, lambda target, name, value: monkeypatch.setattr(target, name, value,
+                                                                                              raising=False))
+    with in_process() as seed:
+        ec2 = seed.ec2
+        vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        group_id = ec2.create_security_group(GroupName="held", Description="held", VpcId=vpc_id)["GroupId"]
+        instance_id = ec2.run_instances(ImageId="ami-0f0d1e1a2b3c4d5e6", MinCount=1, MaxCount=1, SubnetId=subnet_id,
+                                        SecurityGroupIds=[group_id])["Instances"][0]["InstanceId"]
+        now[0] += 1.0
+        ec2.terminate_instances(InstanceIds=[instance_id])
+        state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]
+        assert state["Name"] == "shutting-down"
+        refused(lambda: ec2.delete_security_group(GroupId=group_id), "DependencyViolation", instance_id)
+        refused(lambda: ec2.delete_subnet(SubnetId=subnet_id), "DependencyViolation", instance_id)
+        now[0] += 1.0  # terminated: both go
+        ec2.delete_security_group(GroupId=group_id)
+        ec2.delete_subnet(SubnetId=subnet_id)
+        assert subnet_id not in {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]}

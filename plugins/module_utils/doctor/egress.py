@@ -30,7 +30,7 @@ def walk_egress(state: State, target: dict, ports=DEFAULT_EGRESS_PORTS) -> Walk:
     if route is None:
         return walk
     nat_subnet, nat_net, ephemeral = _nat(walk, target, route_target(route), ports)
-    walk.internet_gateway(target.get("vpc_id"))
+    walk.internet_gateway(target.get("vpc_id"), _route_to_the_gateway(state, route, nat_subnet))
     groups = state.instance_groups(target)
     before = len(walk.hops)
     for port in ports:
@@ -56,16 +56,30 @@ def _default_route(walk: Walk, target: dict) -> dict | None:
                      f"Add 0.0.0.0/0 -> a NAT gateway (or NAT instance) in a public subnet to {table_text}.")
         walk.skip(HOPS_AFTER_ROUTE, "there is no default route")
         return None
-    if route.get("state") == "blackhole":
+    blackhole = route.get("state") == "blackhole"
+    if blackhole and not walk.target_still_there(target.get("vpc_id"), hop_target):
         walk.blocked("default route", f"{subnet}'s route table {table_text} sends 0.0.0.0/0 to {hop_target[1]}, "
                                       f"which no longer exists (blackhole)",
                      f"Replace the route in {table_text} with 0.0.0.0/0 -> a working NAT gateway or NAT instance.")
         walk.skip(HOPS_AFTER_ROUTE, "the default route is a blackhole")
         return None
     kind, hop_id = hop_target
+    # A blackhole whose target is only stopped or detached: the NAT or gateway hop names the fix.
+    why = " (a blackhole until it runs again)" if kind != "internet_gateway" else \
+        " (a blackhole while the gateway is not attached)"
     walk.passed("default route", f"{subnet}'s route table {table_text} sends 0.0.0.0/0 to "
-                                 f"{_route_target_label(state, kind, hop_id)}")
+                                 f"{_route_target_label(state, kind, hop_id)}{why if blackhole else ''}")
     return route
+
+
+def _route_to_the_gateway(state: State, route: dict, nat_subnet: str | None) -> dict | None:
+    """The route that takes the traffic on to an internet gateway: the target subnet's own, else the NAT's
+    subnet's (None when neither does: the gateway hop then checks that the VPC has one attached)."""
+    for candidate in (route, default_route(state.route_table(nat_subnet)) if nat_subnet else None):
+        found = route_target(candidate)
+        if found and found[0] == "internet_gateway":
+            return candidate
+    return None
 
 
 def _nat(walk: Walk, target: dict, hop_target: tuple[str, str], ports) -> tuple[str | None, object, tuple]:

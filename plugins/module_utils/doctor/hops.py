@@ -1,8 +1,9 @@
 """Walk: the hop verdicts of one path (PASS, BLOCKED with the fix, SKIPPED), and the checks paths share.
 
 The shared checks: an instance is running, an internet gateway is attached (and routed to), a subnet is
-public, security groups admit a connection in or out, the network ACLs on a flow let it and its replies
-through. Rule evaluation is vpc_rules's; this file turns its answers into verdicts and fixes in words.
+public, a blackhole route's target is only detached or stopped (its own hop names the fix), security groups
+admit a connection in or out, the network ACLs on a flow let it and its replies through. Rule evaluation
+is vpc_rules's; this file turns its answers into verdicts and fixes in words.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ class Walk:
                             f"Start it (EC2 console: Instance state > Start, or "
                             f"aws ec2 start-instances --instance-ids {inst['instance_id']}).")
 
+    def target_still_there(self, vpc_id: str | None, target: tuple[str, str] | None) -> bool:
+        """Whether a blackhole route's target still exists, only detached or stopped: then the hop that checks
+        the target names the fix (attach the gateway, start the instance). A target gone for good (deleted
+        gateway, NAT gateway or interface, terminated instance) needs the route replaced instead."""
+        kind, target_id = target or (None, None)
+        if kind == "internet_gateway":
+            igw = self.state.igws.get(target_id)
+            return igw is not None and self.state.attached_igw(vpc_id) is not igw
+        if kind in ("instance", "network_interface"):
+            found = (self.state.instance_by_id if kind == "instance" else self.state.instance_by_eni)(target_id)
+            return found is not None and (found.get("state") or {}).get("name") != "running"
+        return False
+
     def internet_gateway(self, vpc_id: str, via_route: dict | None = None) -> bool:
         """The VPC has an attached IGW, and the route (if given) points at it."""
         name = "internet gateway"
@@ -83,13 +97,15 @@ class Walk:
         target = route_target(route)
         subnet = self.state.subnet_label(subnet_id)
         table_text = self.state.route_table_text(table, "?")
-        if route and route.get("state") == "blackhole":
+        blackhole = bool(route) and route.get("state") == "blackhole"
+        if blackhole and not self.target_still_there(self.state.vpc_of_subnet(subnet_id), target):
             return self.blocked(name, f"{subnet}'s route table {table_text} has a blackhole 0.0.0.0/0 route "
                                       f"(its target {target[1] if target else '?'} is gone)",
                                 "Replace the route with 0.0.0.0/0 -> the VPC's internet gateway."), route
         if target and target[0] == "internet_gateway":
+            detached = " (a blackhole while the gateway is not attached)" if blackhole else ""
             return self.passed(name, f"{who} is in public subnet {subnet}: {table_text} sends "
-                                     f"0.0.0.0/0 to {target[1]}"), route
+                                     f"0.0.0.0/0 to {target[1]}{detached}"), route
         where = f"sends 0.0.0.0/0 to {target[1]}" if target else "has no 0.0.0.0/0 route"
         return self.blocked(name, f"{who} is in {subnet}, which is not public: its route table {table_text} {where}",
                             f"Add the route 0.0.0.0/0 -> the VPC's internet gateway to {table_text}, or move "

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.hops import BLOCKED, SKIPPED
+from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.hops import BLOCKED, PASS, SKIPPED
+from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.state import State
 
 from tests.unit.doctor.walk_helpers import ADMIN_IP, assert_blocked_at, run
 from tests.unit.fumidai_state import (
@@ -18,6 +19,11 @@ from tests.unit.fumidai_state import (
     route_table,
     tcp,
 )
+
+
+def hop_named(report: dict, name: str) -> dict:
+    return next(h for h in report["hops"] if h["hop"] == name)
+
 
 # ------------------------------------------------------------------ the nine faults of the issue
 
@@ -107,16 +113,42 @@ def test_target_not_registered():
                       detail=("not registered in target group fumidai-web",))
 
 
-def test_igw_detached():
+def detached_gateway() -> dict:
+    """The internet gateway detached, as AWS then reports it: the public route table's 0.0.0.0/0 a blackhole."""
     state = clean_state()
     state["internet_gateways"][0]["attachments"] = []
+    route_table(state, "rtb-0pub")["routes"][1]["state"] = "blackhole"
+    return state
+
+
+def test_igw_detached():
+    state = detached_gateway()
     for path in ("ssh", "egress", "http"):
         report = run(state, "web01", path)
         hop = next(h for h in report["hops"] if h["hop"] == "internet gateway")
         assert hop["status"] == BLOCKED, (path, report["lines"])
-    found = assert_blocked_at(run(state, "web01", "ssh"), "internet gateway", "Attach it",
-                              f"--internet-gateway-id {IGW}")
-    assert "fumidai-igw (igw-0f00) is not attached" in found["detail"]
+    # The gateway is there, only detached: the fix is to attach it, not to replace the route to it.
+    for path in ("ssh", "egress"):
+        report = run(state, "web01", path)
+        found = assert_blocked_at(report, "internet gateway", "Attach it", f"--internet-gateway-id {IGW}")
+        assert "fumidai-igw (igw-0f00) is not attached" in found["detail"]
+        assert not any("Replace the route" in h["fix"] for h in report["hops"]), report["lines"]
+    routing = hop_named(run(state, "web01", "ssh"), "bastion subnet routing")
+    assert routing["status"] == PASS and "a blackhole while the gateway is not attached" in routing["detail"]
+
+
+def test_a_detached_gateways_subnets_stay_public_for_the_inventory():
+    """The route still names the gateway: the tier (the inventory's groups, the lab's plan) does not flip."""
+    state = State(detached_gateway())
+    assert [state.tier(SUBNETS[name][0]) for name in ("public-subnet-1", "private-subnet-1")] == ["public", "private"]
+
+
+def test_a_route_to_a_deleted_gateway_is_replaced():
+    state = detached_gateway()
+    state["internet_gateways"] = []
+    found = assert_blocked_at(run(state, "web01", "ssh"), "bastion subnet routing", "Replace the route",
+                              detail=("blackhole", f"its target {IGW} is gone"))
+    assert found["fix"] == "Replace the route with 0.0.0.0/0 -> the VPC's internet gateway."
 
 
 def test_nacl_denying_22():
@@ -177,6 +209,34 @@ def test_blackhole_default_route():
     route = route_table(state, "rtb-0prv2")["routes"][1]
     route["state"] = "blackhole"
     assert_blocked_at(run(state, "web02", "egress"), "default route", detail=("blackhole",))
+
+
+def test_a_default_route_to_a_terminated_nat_instance_or_a_deleted_nat_gateway_is_replaced():
+    state = clean_state()
+    instance(state, "nat-instance")["state"] = {"code": 48, "name": "terminated"}
+    route_table(state, "rtb-0prv2")["routes"][1]["state"] = "blackhole"
+    report = run(state, "web02", "egress")
+    assert_blocked_at(report, "default route", "Replace the route", detail=("no longer exists (blackhole)",))
+    assert hop_named(report, "NAT")["status"] == SKIPPED
+    state["nat_gateways"][0]["state"] = "deleted"
+    route_table(state, "rtb-0prv1")["routes"][1]["state"] = "blackhole"
+    assert_blocked_at(run(state, "web01", "egress"), "default route", "Replace the route",
+                      detail=(f"to {NAT_GW}", "blackhole"))
+
+
+def test_a_default_route_to_a_stopped_nat_instance_is_fixed_by_starting_it():
+    state = clean_state()
+    nat_id = INSTANCES["nat-instance"][0]
+    instance(state, "nat-instance")["state"] = {"code": 80, "name": "stopped"}
+    route = route_table(state, "rtb-0prv2")["routes"][1]
+    route["state"] = "blackhole"  # as AWS reports a route to a stopped instance
+    for how in ({"instance_id": nat_id}, {"instance_id": None, "network_interface_id": f"eni-{nat_id[2:]}"}):
+        route.update(how)
+        report = run(state, "web02", "egress")
+        assert_blocked_at(report, "NAT", f"Start it (aws ec2 start-instances --instance-ids {nat_id})",
+                          detail=("it is stopped",))
+        assert hop_named(report, "default route")["status"] == PASS, how
+        assert "a blackhole until it runs again" in hop_named(report, "default route")["detail"]
 
 
 def test_nat_gateway_not_available():

@@ -7,9 +7,11 @@ prepare.yml in the scenario's ephemeral directory.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,17 +24,27 @@ ADMIN_CIDRS = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["admin_c
 # The admin CIDRs the role exempts from the rate limit and fail2ban: not the
 # /0 ranges the scenario also lists with allow_ssh_from_anywhere.
 EXEMPT_CIDRS = [cidr for cidr in ADMIN_CIDRS if not cidr.endswith("/0")]
+# The same by family: iptables gets the IPv4 ones, ip6tables the IPv6 ones.
+EXEMPT_CIDRS_V4 = [cidr for cidr in EXEMPT_CIDRS if ":" not in cidr]
+EXEMPT_CIDRS_V6 = [cidr for cidr in EXEMPT_CIDRS if ":" in cidr]
 BASTION_VARS = SCENARIO["provisioner"]["inventory"]["group_vars"]["bastion"]
 HOST_VARS = SCENARIO["provisioner"]["inventory"]["host_vars"]
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 KEY = EPHEMERAL / "id_ed25519"
 VENV_BIN = Path(sys.executable).parent
 # The controller's address on the scenario network (the bridge gateway).
-CONTROLLER_IP = ADMIN_CIDRS[0].split("/")[0]
+CONTROLLER_IP = EXEMPT_CIDRS_V4[0].split("/")[0]
+# Its IPv6 address there (the bridge's fd89:10::1).
+CONTROLLER_IP6 = EXEMPT_CIDRS_V6[0].split("/")[0]
 
 
 def ip_of(group: str) -> str:
     return PLATFORMS[group]["ip"]
+
+
+def ip6_of(group: str) -> str:
+    """The container's IPv6 address on the scenario network (create.yml assigns it)."""
+    return HOST_VARS[PLATFORMS[group]["name"]]["scenario_ipv6_address"]
 
 
 def podman_host(group: str):
@@ -87,6 +99,50 @@ def ssh(ssh_config):
         )
 
     return run
+
+
+RATELIMIT_CHAIN = "BASTION-SSH-RATELIMIT"
+
+
+def chain_counters(host, tables: str = "iptables") -> dict[str, int]:
+    """Packet counters of the rate-limit chain's rules (iptables or ip6tables), keyed by target (RETURN / DROP)."""
+    out = host.check_output(f"{tables} -w -L {RATELIMIT_CHAIN} -n -v -x")
+    counters: dict[str, int] = {}
+    for line in out.splitlines()[2:]:
+        fields = line.split()
+        counters[fields[2]] = counters.get(fields[2], 0) + int(fields[0])
+    return counters
+
+
+def connect_burst(address: str, attempts: int, port: int = 22) -> list[bool]:
+    """Open attempts TCP connections to address:port at once from the controller; True for each that connected."""
+
+    def connect(_: int) -> bool:
+        try:
+            with socket.create_connection((address, port), timeout=5):
+                return True
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=attempts) as pool:
+        return list(pool.map(connect, range(attempts)))
+
+
+def banned(host) -> list[str]:
+    """The addresses fail2ban's sshd jail has banned (both families)."""
+    out = host.check_output("fail2ban-client get sshd banned")
+    return [ip.strip(" '\"") for ip in out.strip("[]\n ").split(",") if ip.strip(" '\"")]
+
+
+def failed_logins(from_host, target: str, count: int) -> None:
+    """Log in to target as a user that does not exist (sshd logs "Invalid user ... from <ip>")."""
+    cmd = (
+        "-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5"
+        f" -i /root/id_ed25519 nosuchuser@{target} true"
+    )
+    for _ in range(count):
+        # Bounded: a ban that lands mid-handshake drops the packets, and ssh would wait forever.
+        from_host.run(f"timeout 20 ssh {cmd}")
 
 
 def wait_until(predicate, timeout: float = 60, interval: float = 1.0):
