@@ -61,9 +61,11 @@ def test_nat_instance_restart_restores_rules_sysctls_and_egress_without_ansible(
     rules = host.run("iptables-save").stdout
     assert "-A FORWARD -j FUMIDAI-NAT-FWD" in rules
     assert "-A POSTROUTING -j FUMIDAI-NAT-POST" in rules
-    # What AWS enforces came back too, hooked before the role's chains; the check is off (no DROP).
+    # What AWS enforces came back too, hooked before the role's chains in AWS's order (the subnet's ACL at its
+    # edge, the source/dest check, the security groups); the check is off (no DROP).
     forward = [line for line in rules.splitlines() if line.startswith("-A FORWARD ")]
-    assert forward[0] == "-A FORWARD -j AWS-SRC-DST-CHECK", forward
+    assert forward == ["-A FORWARD -j AWS-NACL-IN", "-A FORWARD -j AWS-NACL-OUT", "-A FORWARD -j AWS-SRC-DST-CHECK",
+                       "-A FORWARD -j AWS-SG-IN", "-A FORWARD -j AWS-SG-OUT", "-A FORWARD -j FUMIDAI-NAT-FWD"], forward
     assert "-A AWS-SRC-DST-CHECK -j DROP" not in rules
     assert wait_for(lambda: egress_source(lab.host(behind["name"]), lab.internet_url) == nat["ip"], timeout=60), \
         f"{behind['name']}'s egress did not resume through the restarted NAT instance"
