@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -312,16 +313,16 @@ def serve_lab_target_health(lab_dir: Path) -> None:
 # the ALB, so the server started for a lab (--lab-dir) answers it, read-only, on a path of its own
 # (GET /fumidai-lab/acm-certificate?arn=...; ExportCertificate still refuses imported certificates, as on AWS).
 LAB_CERTIFICATE_PATH = "/fumidai-lab/acm-certificate"
+# An ACM certificate ARN (region, account), the one form both ends take (lab/render/alb.py checks a listener's).
+CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:([a-z0-9-]+):([0-9]{12}):certificate/[A-Za-z0-9-]{1,64}")
 
 
 def lab_certificate(arn: str) -> dict | None:
     """An ACM certificate as the ALB gets it: certificate, the chain imported with it, private key (PEM)."""
-    import re
-
     from moto.acm.exceptions import CertificateNotFound
     from moto.acm.models import AWS_ROOT_CA, acm_backends
 
-    match = re.fullmatch(r"arn:aws[a-z-]*:acm:([a-z0-9-]+):([0-9]{12}):certificate/[A-Za-z0-9-]+", arn)
+    match = CERTIFICATE_ARN.fullmatch(arn)
     if not match:
         return None
     region, account = match.groups()

@@ -85,9 +85,7 @@ def _login_user(model: vpc_model.VpcModel, inst: dict, default_os: str | None) -
     return login.user_of_image(model.image_of(inst), default=login.login_user(default_os or login.DEFAULT_OS))
 
 
-def _instance_nodes(topo: dict, subnets: dict) -> dict[str, Node]:
-    model = vpc_model.VpcModel({"instances": topo["instances"], "images": topo.get("images") or []},
-                              include_gone=True)
+def _instance_nodes(topo: dict, subnets: dict, model: vpc_model.VpcModel) -> dict[str, Node]:
     instance_nodes = {}
     for inst in sorted(topo["instances"], key=lambda i: _name(i, i["instance_id"])):
         eni = vpc_model.primary_interface(inst) or {}
@@ -146,7 +144,11 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
     nodes.append(Node(name="vpn-gateway", kind="vpn_gateway", ip=str(vgw_ip)))
     nat_nodes = _nat_gateway_nodes(topo, subnets, taken)
     nodes += nat_nodes.values()
-    instance_nodes = _instance_nodes(topo, subnets)
+    # One model of what moto described: images (login users), subnets and their network ACLs.
+    model = vpc_model.VpcModel({"instances": topo["instances"], "images": topo.get("images") or [],
+                                "subnets": topo["subnets"], "network_acls": topo.get("network_acls") or []},
+                               include_gone=True)
+    instance_nodes = _instance_nodes(topo, subnets, model)
     nodes += instance_nodes.values()
     albs = _alb_nodes(topo, subnets, taken)
     nodes += [node for _alb, node in albs]
@@ -171,7 +173,6 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
         return None
 
     subnet_by_name = {_name(s, s["subnet_id"]): s["subnet_id"] for s in subnets.values()}
-    model = vpc_model.VpcModel({"subnets": topo["subnets"], "network_acls": topo.get("network_acls") or []})
     for node in nodes:
         if node.subnet:
             subnet_id = subnet_by_name[node.subnet]

@@ -16,13 +16,12 @@ from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_host_ke
 from ansible_collections.fumidai.vpc.plugins.module_utils import ssh_args
 
 from lab import config, podman, state
-from lab.moto_server import LAB_CERTIFICATE_PATH
+from lab.moto_server import CERTIFICATE_ARN, LAB_CERTIFICATE_PATH
 from lab.podman import network_arg
 from lab.proc import LabError, write_file
 from lab.render import render
 from lab.render.instance import security_group_rules
 
-CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]{1,64}")
 # The oldest TLS version each ALB security policy family accepts (ELBSecurityPolicy-2016-08 and the other
 # policies without a version in their name still accept TLS 1.0).
 TLS_MIN_VERSIONS = (("TLS13-1-3", "TLSv1.3"), ("TLS13-1-2", "TLSv1.2"), ("TLS-1-2", "TLSv1.2"),

@@ -15,6 +15,7 @@ import re
 from ansible_collections.fumidai.vpc.plugins.module_utils import vpc_rules
 
 from lab.proc import LabError
+from lab.render.security_groups import protocol_match
 
 NACL_FAMILIES = (
     {"version": 4, "tool": "iptables", "chain": "chain", "jump": "jump_first",
@@ -36,28 +37,6 @@ def _network(cidr: object, version: int) -> str | None:
     return str(net) if net.version == version else None
 
 
-def _match(entry: dict, version: int) -> list[str] | None:
-    """The protocol/port part of an entry in one family; None when the entry cannot match in that family."""
-    if not _PROTOCOL.fullmatch(str(entry["protocol"])):
-        raise LabError(f"network ACL entry {entry['rule']}: protocol {entry['protocol']!r} is not a form AWS returns")
-    protocol = vpc_rules.protocol_name(entry["protocol"])
-    if protocol == "all":
-        return []
-    if protocol in ("tcp", "udp"):
-        low, high = entry["ports"]
-        ports = [] if (low, high) == vpc_rules.ALL_PORTS else ["--dport", f"{low}:{high}" if high != low else str(low)]
-        return ["-p", protocol, *ports]
-    if protocol in vpc_rules.ICMP_PROTOCOLS:
-        if (protocol == "icmp") != (version == 4):
-            return None
-        name, option = ("icmp", "--icmp-type") if version == 4 else ("ipv6-icmp", "--icmpv6-type")
-        kind, code = entry.get("icmp") or (-1, -1)
-        if kind == -1:
-            return ["-p", name]
-        return ["-p", name, option, f"{kind}/{code}" if code != -1 else str(kind)]
-    return ["-p", protocol]
-
-
 def nacl_rules(nacl: dict, egress: bool, version: int = 4) -> list[str]:
     """Rule specs (what follows ``-A CHAIN``) for one direction and family: allow returns to the next check
     (the security group), deny drops; the chain ends in DROP, AWS's rule ``*``."""
@@ -67,8 +46,12 @@ def nacl_rules(nacl: dict, egress: bool, version: int = 4) -> list[str]:
         action = str(entry["action"]).lower()
         if action not in ("allow", "deny"):
             raise LabError(f"network ACL entry {entry['rule']}: action {entry['action']!r} is neither allow nor deny")
+        if not _PROTOCOL.fullmatch(str(entry["protocol"])):
+            raise LabError(f"network ACL entry {entry['rule']}: protocol {entry['protocol']!r} is not a form AWS "
+                           "returns")
         network = _network(entry["cidr"], version)
-        match = _match(entry, version)
+        match = protocol_match(vpc_rules.protocol_name(entry["protocol"]), entry["ports"], entry["icmp"], version,
+                               f"network ACL entry {entry['rule']}:")
         if network is None or match is None:
             continue
         spec = [] if network in ("0.0.0.0/0", "::/0") else [peer, network]

@@ -4,6 +4,7 @@ Each spec is what follows ``-A CHAIN``; SG references are resolved to the member
 lab's networks are IPv4 only (every container runs with IPv6 disabled, see lab.podman.COMMON_RUN): the
 IPv6 ranges of a group are still rendered, into ip6tables chains that end in DROP like the IPv4 ones, so
 a v6 rule is never widened or silently dropped, and a lab that gains IPv6 enforces it as AWS would.
+``protocol_match`` (protocol, ports, ICMP type/code) is shared with the network ACLs' rendering.
 """
 
 from __future__ import annotations
@@ -33,25 +34,29 @@ def _networks(cidrs, version: int) -> list[str]:
     return found
 
 
-def _match(rule: vpc_rules.SgRule, version: int) -> list[str] | None:
-    """The protocol/port part of a rule for one family; None when the rule cannot match in that family."""
-    if rule.protocol == "all":
+def protocol_match(protocol: str, ports: tuple[int, int] | None, icmp: tuple[int | None, int | None] | None,
+                   version: int, what: str) -> list[str] | None:
+    """The protocol/port part of an iptables rule for one family, from vpc_rules' reading (a protocol name,
+    tcp/udp ports, ICMP (type, code) with None for any); None when it cannot match in that family. Security
+    groups and network ACLs (network_acls.py) share it; ``what`` names the rule in the error."""
+    if protocol == "all":
         return []
-    if not _PROTOCOL.fullmatch(rule.protocol):
-        raise LabError(f"security group rule protocol {rule.protocol!r} is not a form AWS returns")
-    if rule.protocol in ("tcp", "udp"):
-        low, high = rule.ports
-        ports = [] if (low, high) == vpc_rules.ALL_PORTS else ["--dport", f"{low}:{high}" if high != low else str(low)]
-        return ["-p", rule.protocol, *ports]
-    if rule.protocol in vpc_rules.ICMP_PROTOCOLS:
-        if (rule.protocol == "icmp") != (version == 4):
+    if not _PROTOCOL.fullmatch(protocol):
+        raise LabError(f"{what} protocol {protocol!r} is not a form AWS returns")
+    if protocol in ("tcp", "udp"):
+        low, high = ports or vpc_rules.ALL_PORTS
+        if (low, high) == vpc_rules.ALL_PORTS:
+            return ["-p", protocol]
+        return ["-p", protocol, "--dport", f"{low}:{high}" if high != low else str(low)]
+    if protocol in vpc_rules.ICMP_PROTOCOLS:
+        if (protocol == "icmp") != (version == 4):
             return None  # ICMP is IPv4's, ICMPv6 IPv6's: the rule admits nothing in the other family
-        kind, code = rule.icmp or (None, None)
+        kind, code = icmp or (None, None)
         name, option = ("icmp", "--icmp-type") if version == 4 else ("ipv6-icmp", "--icmpv6-type")
         if kind is None:
             return ["-p", name]
         return ["-p", name, option, f"{kind}/{code}" if code is not None else str(kind)]
-    return ["-p", rule.protocol]
+    return ["-p", protocol]
 
 
 def sg_rules(plan: dict, group_ids: list[str], direction: str, version: int = 4) -> list[str]:
@@ -66,7 +71,7 @@ def sg_rules(plan: dict, group_ids: list[str], direction: str, version: int = 4)
         name = re.sub(r"[^A-Za-z0-9._-]", "_", str(group.get("group_name") or ""))[:48]
         label = shlex.quote(f"{group_id} {name}".strip())
         for rule in vpc_rules.sg_rules(group, egress=direction == "out"):
-            match = _match(rule, version)
+            match = protocol_match(rule.protocol, rule.ports, rule.icmp, version, "security group rule")
             if match is None:
                 continue
             peers = list(rule.cidrs_v4 if version == 4 else rule.cidrs_v6)

@@ -156,9 +156,14 @@ def sg_allows(groups: list[dict], port: int, peer_net=None, peer_sg_ids=(), egre
 
 
 # --------------------------------------------------------------------------- network ACLs
+def _icmp(kind, code) -> tuple[int | None, int | None]:
+    """An ICMP type and code as AWS gives them (-1 or nothing: any), in SgRule's form (None: any)."""
+    return tuple(None if value in (None, -1, "-1") else int(value) for value in (kind, code))
+
+
 def nacl_entries(nacl: dict, egress: bool) -> list[dict]:
     """Entries of one direction, lowest rule number first, as dicts: rule, protocol, action, cidr (IPv4 or
-    IPv6), ports (low, high), icmp ((type, code) with -1 for "any", or None when not given). Reads
+    IPv6), ports (low, high), icmp ((type, code) as in SgRule: None meaning any; None when not given). Reads
     ec2_vpc_nacl_info's lists or boto3-style ``entries``."""
     out = []
     if "entries" in nacl:  # boto3 shape through camel_dict_to_snake_dict
@@ -171,14 +176,12 @@ def nacl_entries(nacl: dict, egress: bool) -> list[dict]:
                         "action": entry.get("rule_action"),
                         "cidr": entry.get("cidr_block") or entry.get("ipv6_cidr_block"),
                         "ports": (int(ports.get("from", 0)), int(ports.get("to", 65535))) if ports else ALL_PORTS,
-                        "icmp": (int(icmp.get("type", -1)), int(icmp.get("code", -1))) if icmp else None})
+                        "icmp": _icmp(icmp.get("type"), icmp.get("code")) if icmp else None})
     else:  # [rule no, protocol, action, cidr, icmp type, icmp code, port from, port to]
         for entry in nacl.get("egress" if egress else "ingress") or []:
             low = entry[6] if len(entry) > 6 and entry[6] is not None else 0
             high = entry[7] if len(entry) > 7 and entry[7] is not None else 65535
-            icmp = None
-            if len(entry) > 5 and entry[4] is not None:
-                icmp = (int(entry[4]), int(entry[5]) if entry[5] is not None else -1)
+            icmp = _icmp(entry[4], entry[5]) if len(entry) > 5 and entry[4] is not None else None
             out.append({"rule": int(entry[0]), "protocol": str(entry[1]), "action": entry[2], "cidr": entry[3],
                         "ports": (int(low), int(high)), "icmp": icmp})
     return sorted(out, key=lambda e: e["rule"])
