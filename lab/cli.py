@@ -1,12 +1,14 @@
 """The lab's command line: python -m lab up|down|show|step STEP.
 
-    python -m lab up [--until STEP] [--web-count N] [--ami-os OS]
+    python -m lab up [--until STEP] [--web-count N] [--ami-os OS] [--bastion-per-az] [--nat-standby]
                                     provision on moto, build the hosts, run site.yml
     python -m lab step STEP         one step (keys, moto, provision, hosts, egress, configure, ssh-config)
     python -m lab step net          re-apply moto's routes and security groups to the running hosts
     python -m lab step consoles     publish the hosts' consoles to the local AWS API again
     python -m lab down              remove everything the lab created (safe to repeat)
     python -m lab show              print the lab's addresses (.cache/lab/lab.json)
+    python -m lab follow start|stop|run
+                                    keep applying the local AWS API's routes to the hosts (lab/follow.py)
 
 Nothing here is a copy of the topology. The ``hosts`` step describes the VPC
 moto holds (boto3, honouring AWS_ENDPOINT_URL) and turns it into podman
@@ -42,8 +44,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lab import config, settings, steps
+from lab import config, follow, settings, steps
 from lab.proc import LabError
+
+
+def topology_args(command: argparse.ArgumentParser) -> None:
+    """The resilience options (kept for the lab's later steps once provisioned with them)."""
+    command.add_argument("--bastion-per-az", dest="bastion_per_az", action="store_true",
+                         help="a bastion in each public subnet (bastion_per_az)")
+    command.add_argument("--nat-standby", dest="nat_instance_standby", action="store_true",
+                         help="a standby NAT instance with its failover watchdog (nat_instance_standby)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,15 +69,20 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--until", choices=config.STEPS, default=config.STEPS[-1], help="stop after this step")
     up.add_argument("--web-count", type=int, help=web_count_help)
     up.add_argument("--ami-os", help=ami_os_help)
+    topology_args(up)
     step = sub.add_parser("step", help="run one step")
     step.add_argument("name", choices=[*config.STEPS, *config.EXTRA_STEPS])
     step.add_argument("--web-count", type=int, help=web_count_help)
     step.add_argument("--ami-os", help=ami_os_help)
+    topology_args(step)
     dn = sub.add_parser("down", help="take everything down")
     dn.add_argument("--keep-moto", action="store_true", help="leave the moto server running")
     dn.add_argument("--no-teardown", action="store_true",
                     help="skip playbooks/teardown.yml on moto (its state goes with the server anyway)")
     sub.add_parser("show", help="print the lab's addresses")
+    fol = sub.add_parser("follow", help="keep applying the local AWS API's routes and groups to the hosts")
+    fol.add_argument("mode", choices=["start", "stop", "run"], help="in the background, stop it, or in the foreground")
+    fol.add_argument("--interval", type=float, default=follow.DEFAULT_INTERVAL, help="seconds between passes")
     return top
 
 
@@ -83,10 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         ami_os = getattr(args, "ami_os", None)
         if ami_os is not None:
             settings.resolve_ami_os(ami_os)  # so does a malformed OS name
+        topology = {key: getattr(args, key, False) for key in settings.TOPOLOGY_OPTIONS}
         if args.action == "up":
-            steps.run_steps(list(config.STEPS[: config.STEPS.index(args.until) + 1]), web_count, ami_os)
+            steps.run_steps(list(config.STEPS[: config.STEPS.index(args.until) + 1]), web_count, ami_os, topology)
         elif args.action == "step":
-            steps.run_steps([args.name], web_count, ami_os)
+            steps.run_steps([args.name], web_count, ami_os, topology)
+        elif args.action == "follow":
+            if args.mode == "stop":
+                follow.stop()
+            elif not 0.2 <= args.interval <= 60:
+                raise LabError(f"--interval: {args.interval:g} is not between 0.2 and 60 seconds")
+            elif args.mode == "start":
+                follow.start(args.interval)
+            else:
+                follow.run(args.interval)
         else:
             steps.down(keep_moto=args.keep_moto, teardown=not args.no_teardown)
     except LabError as exc:

@@ -41,6 +41,13 @@ VETH_INTERNET = ("fl-inet", "fl-inet-peer")
 INTERNET_CIDR = ipaddress.ip_network("198.18.0.0/24")  # RFC 2544 benchmarking range
 INTERNET_GW_IP = INTERNET_CIDR[1]
 INTERNET_SERVER_IP = INTERNET_CIDR[10]
+# The local AWS API as lab hosts reach it: an endpoint on the lab internet (as AWS's are on the internet),
+# relayed to the moto server on this machine's 127.0.0.1 through the office bridge (lab/render/aws_api.py).
+AWS_API_IP = INTERNET_CIDR[11]
+AWS_API_RELAY_PORT = 4566  # on this machine's office address, for the endpoint container only
+# A second address of the internet server, for health probes that must not share a route with anything
+# else (a NAT standby's probe through the active NAT instance: roles/nat_instance's watchdog).
+INTERNET_PROBE_IP = INTERNET_CIDR[12]
 PROHIBIT_METRIC = 4000
 ROUTE_METRIC = 100
 

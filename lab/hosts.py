@@ -11,7 +11,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_host_ke
 from lab import config, hostnet, podman
 from lab.kinds import kind_of
 from lab.proc import LabError, log, write_file
-from lab.render import instance, internet
+from lab.render import aws_api, instance, internet
 
 
 def networks(plan: dict) -> None:
@@ -78,7 +78,7 @@ def build_hosts(plan: dict) -> None:
     networks(plan)
     remove_stale_instances(plan)
     created: set[str] = set()
-    for node in [*plan["nodes"], internet.node(plan)]:
+    for node in [*plan["nodes"], internet.node(plan), *aws_api.nodes(plan)]:
         build_node(plan, node, created)
     # The office: this machine reaches the VPC through the VPN router.
     hostnet.route_via(plan["vpc_cidr"], plan["office_router_ip"])

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.render import alb, gateways, instance, internet, sshd_host
+from lab.render import alb, aws_api, gateways, instance, internet, sshd_host
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ KINDS: dict[str, Kind] = {
     "alb": Kind(alb.files, alb.run_args),
     "instance": Kind(instance.files, instance.run_args, apply_net="unit", boots_like_an_instance=True),
     "internet": Kind(internet.files, internet.run_args, apply_net="", description="lab internet HTTP server"),
+    "aws_api": Kind(aws_api.endpoint_files, aws_api.endpoint_args, apply_net="",
+                    description="local AWS API endpoint on the lab internet"),
+    # On this machine's network (no lab container settings: they would change this machine's sysctls).
+    "aws_api_relay": Kind(aws_api.relay_files, aws_api.relay_args, apply_net="",
+                          description="relay from the office bridge to the moto server", lab_container=False),
     # Not in a lab plan: the fan-out bench's bastion and targets (bench/fanout_bench.py).
     "sshd_host": Kind(sshd_host.files, sshd_host.run_args, apply_net="", description="sshd host",
                       lab_container=False),

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -54,6 +55,14 @@ def environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str]:
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
     }
+
+
+def port_of(endpoint: str) -> int:
+    """The port of an endpoint this module started (http://127.0.0.1:PORT)."""
+    port = urllib.parse.urlsplit(endpoint).port
+    if port is None:
+        raise ValueError(f"{endpoint!r} names no port")
+    return port
 
 
 def wait_until_up(endpoint: str, timeout: float = 30.0) -> None:

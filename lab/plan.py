@@ -24,6 +24,9 @@ class Node:
     resource_id: str = ""
     mac: str = ""
     default_via: str | None = None
+    # The subnet's other routes (more specific than the default, e.g. a NAT standby's probe route), as
+    # {"cidr", "via"} (via None: a blackhole route, or a target the lab does not run: traffic is dropped).
+    routes: list[dict] = field(default_factory=list)
     public: bool = False  # reachable from / to the internet through the IGW
     security_groups: list[str] = field(default_factory=list)
     source_dest_check: bool = True
@@ -153,10 +156,9 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
     albs = _alb_nodes(topo, subnets, taken)
     nodes += [node for _alb, node in albs]
 
-    # Default routes: what each subnet's route table in moto says.
-    def route_via(subnet_id: str) -> str | None:
-        target = vpc_model.route_target(vpc_model.default_route(
-            vpc_model.route_table_for_subnet(subnet_id, vpc["vpc_id"], topo["route_tables"])))
+    # Routes: what each subnet's route table in moto says.
+    def target_ip(route: dict | None) -> str | None:
+        target = vpc_model.route_target(route)
         if not target:
             return None
         kind, ident = target
@@ -172,11 +174,33 @@ def build_plan(topo: dict, office: ipaddress.IPv4Network) -> dict:
                     return instance_nodes[inst["instance_id"]].ip
         return None
 
+    def route_via(subnet_id: str) -> str | None:
+        return target_ip(vpc_model.default_route(
+            vpc_model.route_table_for_subnet(subnet_id, vpc["vpc_id"], topo["route_tables"])))
+
+    def other_routes(subnet_id: str) -> list[dict]:
+        """The table's IPv4 routes besides local and default; a CIDR from the API is checked before it
+        reaches a generated script."""
+        table = vpc_model.route_table_for_subnet(subnet_id, vpc["vpc_id"], topo["route_tables"]) or {}
+        routes = []
+        for route in table.get("routes") or []:
+            cidr = route.get("destination_cidr_block")
+            if not cidr or cidr == vpc_model.DEFAULT_ROUTE or route.get("gateway_id") == "local":
+                continue
+            try:
+                network = ipaddress.IPv4Network(cidr)
+            except ValueError:
+                raise LabError(f"route table {table.get('route_table_id')}: {cidr!r} is not an IPv4 CIDR") from None
+            via = None if route.get("state") == "blackhole" else target_ip(route)
+            routes.append({"cidr": str(network), "via": via})
+        return sorted(routes, key=lambda r: r["cidr"])
+
     subnet_by_name = {_name(s, s["subnet_id"]): s["subnet_id"] for s in subnets.values()}
     for node in nodes:
         if node.subnet:
             subnet_id = subnet_by_name[node.subnet]
             node.default_via = route_via(subnet_id)
+            node.routes = other_routes(subnet_id)
             nacl = model.nacl_for_subnet(subnet_id)
             node.network_acl = (nacl or {}).get("network_acl_id", "")
             node.subnet_cidrs = [subnets[subnet_id]["cidr_block"]] + [

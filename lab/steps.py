@@ -45,6 +45,8 @@ def playbook(name: str, *extra: str) -> None:
     if ami_os:
         # The image OS the lab was provisioned with (up --ami-os): the login user follows from it.
         cmd += ["-e", f"ami_os={ami_os}"]
+    if settings.topology_file().exists():
+        cmd += ["-e", f"@{settings.topology_file().relative_to(config.ROOT)}"]
     cmd += extra
     log("$ " + shlex.join(cmd))
     proc = subprocess.run(cmd, cwd=config.ROOT, env=ansible_env())
@@ -71,7 +73,10 @@ def step_moto() -> None:
         raise LabError("the moto server did not start (see .cache/moto/server.log)")
 
 
-def step_provision(web_count: int | None = None, ami_os: str | None = None) -> None:
+def step_provision(web_count: int | None = None, ami_os: str | None = None,
+                   topology: dict[str, bool] | None = None) -> None:
+    # A second bastion, a standby NAT instance (issue 14): kept for the lab's later playbooks too.
+    settings.write_topology(settings.resolve_topology(topology))
     count = settings.resolve_web_count(web_count)
     settings.write_web_instances(count)
     log(f"{count} web server(s) ({config.WEB_INSTANCES_FILE.relative_to(config.ROOT)})")
@@ -85,7 +90,10 @@ def current_plan() -> dict:
     topo = state.describe()
     # The OS the lab provisioned with: the login user of an instance whose image the mapping does not know.
     topo["ami_os"] = settings.resolve_ami_os(None)
-    return build_plan(topo, settings.office_network())
+    plan = build_plan(topo, settings.office_network())
+    # Where the lab's AWS API endpoint relays to (lab/render/aws_api.py): the moto server's port.
+    plan["aws_api_port"] = moto_local.port_of(state.aws_env()["AWS_ENDPOINT_URL"])
+    return plan
 
 
 def step_hosts() -> None:
@@ -136,9 +144,16 @@ def step_net() -> None:
         raise LabError("moto's instances or addresses changed since the hosts were built: "
                        "run `python -m lab step hosts` to rebuild them")
     state.save_state(plan)
+    changed = apply_changes(plan)
+    log(f"{changed} host(s) re-applied, the others unchanged")
+
+
+def apply_changes(plan: dict, names: set[str] | None = None) -> int:
+    """Re-apply each running node's (``names``: only those) routes, groups and ACLs whose script changed, and
+    the ALB's listeners; returns how many were re-applied."""
     changed = 0
     for node in plan["nodes"]:
-        if not kind_of(node).apply_net:
+        if not kind_of(node).apply_net or (names is not None and node["name"] not in names):
             continue
         script, mode = kind_of(node).files(plan, node)["net.sh"]
         path = config.NODES_DIR / node["name"] / "net.sh"
@@ -149,11 +164,13 @@ def step_net() -> None:
         changed += 1
         log(f"{node['container']:<28} {node['ip']:<15} re-applied")
     for node in plan["nodes"]:
+        if names is not None and node["name"] not in names:
+            continue
         # A changed listener (HTTPS, its certificate, a redirect) reaches the running ALB as on AWS: in place.
         if node["kind"] == "alb" and alb_render.apply_listeners_in_place(plan, node):
             changed += 1
             log(f"{node['container']:<28} {node['ip']:<15} listeners re-applied (HAProxy reloaded)")
-    log(f"{changed} host(s) re-applied, the others unchanged")
+    return changed
 
 
 def write_env_file() -> None:
@@ -189,8 +206,9 @@ def step_consoles() -> None:
     publish_consoles(plan, booting=set())
 
 
-def run_steps(steps: list[str], web_count: int | None = None, ami_os: str | None = None) -> None:
-    funcs = {"keys": step_keys, "moto": step_moto, "provision": lambda: step_provision(web_count, ami_os),
+def run_steps(steps: list[str], web_count: int | None = None, ami_os: str | None = None,
+              topology: dict[str, bool] | None = None) -> None:
+    funcs = {"keys": step_keys, "moto": step_moto, "provision": lambda: step_provision(web_count, ami_os, topology),
              "hosts": step_hosts, "egress": step_egress, "configure": step_configure,
              "ssh-config": step_ssh_config, "net": step_net, "consoles": step_consoles}
     for number, name in enumerate(steps, 1):
@@ -207,6 +225,10 @@ def down(keep_moto: bool = False, teardown: bool = True) -> None:
     """Remove containers, networks, veths and routes; then the AWS resources (unless ``teardown`` is off);
     then moto. Repeatable."""
     current = state.load_state() or {}
+    from lab import follow  # lab.follow imports this module
+
+    if follow.stop():
+        log("stopped following the local AWS API")
     print("==> lab down: containers", flush=True)
     log(f"removed {podman.remove_labelled()} container(s)")
     print("==> lab down: networks and routes", flush=True)
@@ -240,6 +262,7 @@ def down(keep_moto: bool = False, teardown: bool = True) -> None:
         (config.CACHE / generated).unlink(missing_ok=True)
     config.WEB_INSTANCES_FILE.unlink(missing_ok=True)
     settings.write_ami_os(None)
+    settings.write_topology({})
     shutil.rmtree(config.NODES_DIR, ignore_errors=True)
 
 

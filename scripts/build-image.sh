@@ -26,6 +26,7 @@ packages=(
   ca-certificates iproute2 iputils-ping procps less curl netcat-openbsd
   # what the roles install (bastion, nat_instance, apache)
   fail2ban python3-systemd unattended-upgrades apt-listchanges auditd
+  python3-boto3  # nat_instance: the standby's failover watchdog (ReplaceRoute)
   iptables iptables-persistent netfilter-persistent conntrack
   apache2
   # what the lab's own service containers run (ALB, internet server)

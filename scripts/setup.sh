@@ -13,6 +13,8 @@ apt_packages=(
   # and the lab's and scenarios' networks are written for netavark.
   podman runc netavark aardvark-dns catatonit slirp4netns uidmap fuse-overlayfs mmdebstrap
   iproute2 iptables conntrack
+  # the bastion's audit_vm scenario boots a virtual machine (scripts/build-vm-image.sh)
+  qemu-system-x86
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -1,4 +1,4 @@
-"""Renders the lab internet's HTTP server (198.18.0.10), which logs each request's source address."""
+"""Renders the lab internet's HTTP server (198.18.0.10, and 198.18.0.12 for probes): logs each request's source."""
 
 from __future__ import annotations
 
@@ -23,4 +23,5 @@ def files(plan: dict, node: dict) -> dict:
 def run_args(plan: dict, node: dict, files_dir: Path) -> list[str]:
     return ["--network", network_arg(config.NET_INTERNET, plan["internet_server_ip"]), "-v", f"{files_dir}:/lab",
             config.IMAGE, "sh", "-c",
+            f"ip addr replace {config.INTERNET_PROBE_IP}/{config.INTERNET_CIDR.prefixlen} dev eth0 && "
             f"ip route replace {plan['vpc_cidr']} via {plan['internet_gateway_ip']} && exec python3 /lab/server.py"]

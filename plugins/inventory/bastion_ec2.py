@@ -27,7 +27,8 @@ description:
   - "Host variables: C(ansible_host), C(instance_id), C(instance_type), C(image_id), C(state),
     C(private_ip_address), C(public_ip_address), C(subnet_id), C(subnet_name), C(vpc_id), C(vpc_name),
     C(availability_zone), C(region), C(security_groups), C(ec2_tags) (C(tags) is a reserved name),
-    C(ansible_user), C(ansible_ssh_common_args), and on hopped hosts C(bastion)."
+    C(ansible_user), C(ansible_ssh_common_args), and on hopped hosts C(bastion) and C(bastions) (every
+    bastion of the VPC, the host's own zone's first)."
   - "Login user: every host's C(ansible_user), and the hop's user on the bastion, is the user of its image's
     operating system (C(plugins/module_utils/login.py): Debian 12 C(admin), Amazon Linux 2023 C(ec2-user)),
     decided from the image's owner and name, never from a tag. An image that is none of those (or no longer
@@ -129,9 +130,28 @@ options:
     description:
       - Tags that identify a VPC's bastion (all must match), in addition to the project tag
         (O(project_tag_key)=O(project_tag_value)). The bastion must be in the same VPC and running.
-      - Two candidates in one VPC are an error (an instance anyone tagged must not silently become the way in).
+      - A VPC may have one bastion per availability zone (the C(bastion_per_az) setting of
+        P(fumidai.vpc.settings#role)). Every private host gets them all, its own zone's first (then by name and
+        instance ID), as C(bastions); the hop uses the first that answers (O(bastion_connect_timeout),
+        O(bastion_failure_memory)). C(bastion) is the first.
+      - Two candidates in one zone of a VPC are an error (an instance anyone tagged must not silently become the
+        way in). One in another zone is only a fallback, behind its own pinned host key.
     type: dict
     default: {Role: bastion}
+  bastion_connect_timeout:
+    description:
+      - With more than one bastion in a VPC, seconds the hop waits for a bastion to accept the connection (ssh
+        C(ConnectTimeout)) before trying the next one.
+      - Needs O(multiplex) (the default); without it the hop goes through the first bastion only.
+    type: int
+    default: 5
+  bastion_failure_memory:
+    description:
+      - With more than one bastion in a VPC, seconds a bastion that could not be reached is skipped without being
+        tried again, so that later hosts do not wait for the same timeout. The failure is remembered in a file
+        next to the bastion's control socket (C(<socket>.failed)); 0 tries every bastion every time.
+    type: int
+    default: 300
   bastion_address:
     description:
       - Which bastion address the hop connects to.
@@ -431,10 +451,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _add_missing_bastions(self, data: dict, clients: dict, read_images: bool) -> None:
         """Filters may leave a VPC's bastion out of the host list (e.g. only role web): find it separately,
-        one call per region and only then, so the hop still works."""
+        one call per region and only then, so the hop still works. With filters of one's own, a VPC that lists
+        one bastion may still miss its other zone's (bastion_per_az): those VPCs are looked up too."""
         wanted = self._bastion_tags()
+        filtered = bool(self.get_option("filters"))
         for region, result in data["regions"].items():
-            vpcs_with_bastion = {i["vpc_id"] for i in result["instances"] if hosts.is_bastion(i, wanted)}
+            listed = {i["instance_id"] for i in result["instances"]}
+            vpcs_with_bastion = set() if filtered else \
+                {i["vpc_id"] for i in result["instances"] if hosts.is_bastion(i, wanted)}
             missing = sorted({i["vpc_id"] for i in result["instances"] if i["vpc_id"]} - vpcs_with_bastion)
             result["extra_bastions"] = []
             if not missing or not wanted:
@@ -447,7 +471,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except vpc_reader.ReaderError as exc:
                 shown = hosts.explain_error(exc.__cause__ or exc, region, clients[region].meta.endpoint_url)
                 raise AnsibleError(f"bastion_ec2: {shown}") from None
-            result["extra_bastions"] = [hosts.instance_record(i, region) for i in found["instances"]]
+            result["extra_bastions"] = [hosts.instance_record(i, region) for i in found["instances"]
+                                        if i["instance_id"] not in listed]
             result["images"] = result.get("images", []) + found.get("images", [])
 
     # ------------------------------------------------------------------ inventory
@@ -487,7 +512,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             "control_persist": self.get_option("control_persist"),
             "hop_script": hop_script,
             "python": sys.executable or "python3",
+            "connect_timeout": self._seconds("bastion_connect_timeout", minimum=1),
+            "failure_memory": self._seconds("bastion_failure_memory", minimum=0),
         }
+
+    def _seconds(self, name: str, minimum: int) -> int:
+        value = self.get_option(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise AnsibleError(f"bastion_ec2: {name} must be a whole number of seconds, at least {minimum} "
+                               f"(got {ssh.shown(value)})")
+        return value
 
     def _populate(self, data: dict, login_user: str | None) -> None:
         options = {name: self.get_option(name) for name in (

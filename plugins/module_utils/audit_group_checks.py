@@ -27,7 +27,10 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_access import 
 )
 from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import (
     default_route,
+    instance_profile_name,
+    is_nat_standby,
     label,
+    nat_standby_problems,
     route_table_for_subnet,
     route_target,
 )
@@ -155,6 +158,10 @@ def check_nat_groups(nats: list[dict], groups: dict[str, dict], subnets: list[di
     ssh = {"tcp": {22}, "udp": set(), "icmp": False}
     for inst in nats:
         routed = _routed_subnets(inst, subnets, route_tables)
+        if any(is_nat_standby(n) and n.get("vpc_id") == inst.get("vpc_id") for n in nats):
+            # A NAT instance and its standby share one group and take turns: what either is routed is theirs.
+            routed = sorted({net for n in nats if n.get("vpc_id") == inst.get("vpc_id")
+                             for net in _routed_subnets(n, subnets, route_tables)})
         routed_text = ", ".join(str(n) for n in routed) or "no subnet routes through it"
         need = (f"the private hosts need {allowed_text(forward)} from the subnets routed through it "
                 f"({routed_text}), SSH from the bastion's security group, and {allowed_text(sends)} out")
@@ -182,3 +189,23 @@ def check_nat_groups(nats: list[dict], groups: dict[str, dict], subnets: list[di
                             f"aws_security_groups role builds it from aws_security_groups_forward_ports "
                             f"(nat_instance_forward_ports)."))
     return out
+
+
+def nat_standby_notes(nats: list[dict], subnets: list[dict], route_tables: list[dict]) -> list[str]:
+    """With a standby NAT instance (NatStandby=true): which NAT instance is active (the routes' target) and
+    whether the standby could take over. Notes, not violations: resilience, not a security fault (a standby
+    with its source/dest check on is already the nat_source_dest_check violation)."""
+    notes = []
+    for standby in [n for n in nats if is_nat_standby(n)]:
+        peers = [n for n in nats if n.get("vpc_id") == standby.get("vpc_id")]
+        active = [n for n in peers if _routed_subnets(n, subnets, route_tables)]
+        who = role_label("nat-instance-standby", standby)
+        routed = ", ".join(f"{label(n)} for {', '.join(str(c) for c in _routed_subnets(n, subnets, route_tables))}"
+                           for n in active) or "none (no subnet routes through either)"
+        state = "the active one after a failover (fail back with playbooks/nat_failback.yml)" \
+            if standby in active else "standing by"
+        problems = nat_standby_problems(standby)
+        ready = ("could not take over: " + "; ".join(problems)) if problems else \
+            f"ready (running, source/destination check off, instance profile {instance_profile_name(standby)})"
+        notes.append(f"active NAT instance: {routed}; {who} is {state}, {ready}")
+    return notes

@@ -25,6 +25,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.audit_group_checks imp
     check_bastion_egress,
     check_nat_groups,
     check_security_groups,
+    nat_standby_notes,
 )
 from ansible_collections.fumidai.vpc.plugins.module_utils.fumidai_access import truthy
 from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import instance_group_ids, label, tags_dict
@@ -66,6 +67,7 @@ def audit(facts: dict) -> dict:
     violations += check_bastion_egress(bastions, groups, vpc_cidrs, [int(p) for p in policy["update_ports"]])
     violations += check_instances(instances, route_tables, groups, alb_group_ids, vpc_cidrs)
     violations += check_nat_groups(nats, groups, subnets, route_tables, bastion_group_ids, policy)
+    notes += nat_standby_notes(nats, subnets, route_tables)
     violations += check_host_keys(instances, facts.get("known_hosts"))
     violations += check_volumes(volumes, instances)
     audited = ", ".join(label(v) for v in vpcs)

@@ -4,6 +4,15 @@ SSH master connection.
     bastion_hop.py --control-path PATH [--persist 60s] [--port 22] [--identity KEY]
                    [--option HostKeyAlias=i-0123... ...] USER@BASTION TARGET_HOST TARGET_PORT
 
+With more than one bastion (bastion_per_az), each one's login, port, pinned instance ID and socket, in order:
+
+    bastion_hop.py [--persist 60s] [--identity KEY] [--option ...] [--connect-timeout 5] [--failure-memory 300]
+                   --bastion USER@ADDR,PORT,INSTANCE_ID,CONTROL_PATH [--bastion ...] TARGET_HOST TARGET_PORT
+
+The first bastion whose master is up, or opens within --connect-timeout seconds, carries the connection. One
+that fails is skipped (``CONTROL_PATH.failed``, the failure file, says why) and not tried again by any hop for
+--failure-memory seconds, so later hosts do not wait for the same timeout.
+
 Why a wrapper and not ``ControlMaster=auto`` in the ProxyCommand: on a cold start, twenty parallel hops
 with ``auto`` all find no master and all log in to the bastion at once; a bastion at Debian's default
 ``MaxStartups 10:30:100`` drops some of them (measured: 13 of 100 host connections lost). Here the first
@@ -29,7 +38,9 @@ import sys
 MASTER_TIMEOUT = 60  # seconds for the master to authenticate before we give up
 HOST_KEY_FAILURE = "Host key verification failed"  # what ssh prints when a key does not match its pin
 VALUE_OPTIONS = {"--control-path": "control_path", "--persist": "persist", "--port": "port",
-                 "--identity": "identity", "--ssh": "ssh"}
+                 "--identity": "identity", "--ssh": "ssh", "--connect-timeout": "connect_timeout",
+                 "--failure-memory": "failure_memory"}
+LIST_OPTIONS = {"--option": "option", "--bastion": "bastion"}
 
 
 class HopArgs:
@@ -39,6 +50,9 @@ class HopArgs:
         self.port = "22"
         self.identity: str | None = None
         self.option: list[str] = []
+        self.bastion: list[str] = []
+        self.connect_timeout = "15"
+        self.failure_memory = "300"
         self.ssh = "ssh"
         self.login = self.target_host = self.target_port = ""
 
@@ -54,11 +68,37 @@ def parse_args_fully(argv: list[str]) -> HopArgs:
     parser.add_argument("--port", default=defaults.port, help="bastion SSH port")
     parser.add_argument("--identity", help="private key for the bastion")
     parser.add_argument("--option", action="append", default=[], help="extra ssh -o option for the bastion")
+    parser.add_argument("--bastion", action="append", default=[], metavar="USER@ADDR,PORT,INSTANCE_ID,CONTROL_PATH",
+                        help="a bastion to try, in order (instead of --control-path, --port and USER@BASTION)")
+    parser.add_argument("--connect-timeout", default=defaults.connect_timeout, type=int,
+                        help="seconds for a bastion to accept the connection")
+    parser.add_argument("--failure-memory", default=defaults.failure_memory, type=int,
+                        help="seconds a bastion that failed is skipped (with --bastion)")
     parser.add_argument("--ssh", default=defaults.ssh, help="ssh executable")
-    parser.add_argument("login", help="USER@BASTION")
-    parser.add_argument("target_host")
-    parser.add_argument("target_port")
-    return parser.parse_args(argv, namespace=defaults)
+    parser.add_argument("words", nargs="+", metavar="[USER@BASTION] TARGET_HOST TARGET_PORT")
+    args = parser.parse_args(argv, namespace=defaults)
+    if args.bastion:
+        if args.control_path or len(args.words) != 2:
+            parser.error("with --bastion: no --control-path, and TARGET_HOST TARGET_PORT only")
+        for spec in args.bastion:
+            if bastion_fields(spec) is None:
+                parser.error(f"--bastion {spec!r}: not USER@ADDR,PORT,INSTANCE_ID,CONTROL_PATH")
+        args.target_host, args.target_port = args.words
+    else:
+        if not args.control_path or len(args.words) != 3:
+            parser.error("--control-path and USER@BASTION TARGET_HOST TARGET_PORT are required (or --bastion)")
+        args.login, args.target_host, args.target_port = args.words
+    args.connect_timeout, args.failure_memory = str(args.connect_timeout), str(args.failure_memory)
+    return args
+
+
+def bastion_fields(spec: str) -> list[str] | None:
+    """USER@ADDR, PORT, INSTANCE_ID, CONTROL_PATH of one --bastion (the path last: it may hold commas)."""
+    fields = spec.split(",", 3)
+    if len(fields) != 4 or "@" not in fields[0] or not fields[1].isdigit() or not fields[2].startswith("i-") \
+            or not fields[3]:
+        return None
+    return fields
 
 
 def parse_args(argv: list[str]) -> HopArgs:
@@ -66,11 +106,11 @@ def parse_args(argv: list[str]) -> HopArgs:
     args, positional, index = HopArgs(), [], 0
     while index < len(argv):
         word = argv[index]
-        if word in VALUE_OPTIONS or word == "--option":
+        if word in VALUE_OPTIONS or word in LIST_OPTIONS:
             if index + 1 == len(argv):
                 return parse_args_fully(argv)
-            if word == "--option":
-                args.option.append(argv[index + 1])
+            if word in LIST_OPTIONS:
+                getattr(args, LIST_OPTIONS[word]).append(argv[index + 1])
             else:
                 setattr(args, VALUE_OPTIONS[word], argv[index + 1])
             index += 2
@@ -79,10 +119,31 @@ def parse_args(argv: list[str]) -> HopArgs:
             return parse_args_fully(argv)
         positional.append(word)
         index += 1
+    if args.bastion:
+        if len(positional) != 2 or args.control_path or not all(map(bastion_fields, args.bastion)) \
+                or not args.connect_timeout.isdigit() or not args.failure_memory.isdigit():
+            return parse_args_fully(argv)
+        args.target_host, args.target_port = positional
+        return args
     if len(positional) != 3 or not args.control_path:
         return parse_args_fully(argv)
     args.login, args.target_host, args.target_port = positional
     return args
+
+
+def each_bastion(args: HopArgs) -> list[HopArgs]:
+    """One single-bastion HopArgs per --bastion, in order: its login, port and socket, its own pinned instance ID
+    (HostKeyAlias first: ssh keeps the first value of an option) and the shared options."""
+    bastions = []
+    for spec in args.bastion:
+        login, port, alias, control_path = bastion_fields(spec)
+        one = HopArgs()
+        one.__dict__.update(args.__dict__)
+        one.bastion = []
+        one.login, one.port, one.control_path = login, port, control_path
+        one.option = [f"HostKeyAlias={alias}", *args.option]
+        bastions.append(one)
+    return bastions
 
 
 def base_command(args: HopArgs) -> list[str]:
@@ -120,7 +181,8 @@ def open_master(args: HopArgs) -> tuple[bool, str]:
         # A socket nobody answers on is left over from a dead master; ssh would refuse to replace it.
         os.unlink(args.control_path)
     command = [*base_command(args), "-o", "ControlMaster=yes", "-o", f"ControlPersist={args.persist}",
-               "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+               "-o", f"ConnectTimeout={args.connect_timeout}", "-o", "ServerAliveInterval=15",
+               "-o", "ServerAliveCountMax=4",
                "-N", "-f", args.login]
     # The backgrounded master must not hold our stdout/stderr: they are the outer ssh's pipes, and
     # Ansible waits for them to close.
@@ -148,9 +210,14 @@ def host_key_advice(args: HopArgs) -> str:
             "fingerprints); otherwise treat it as a possible man in the middle.\n")
 
 
-def ensure_master(args: HopArgs) -> None:
+def master_failure(args: HopArgs, memory: float = 0.0) -> str | None:
+    """None when the bastion's master is up (opened now if need be), else why not, also kept in the failure file.
+
+    A failure recorded less than ``memory`` seconds ago (or by the hop we waited for under the lock) is
+    returned as it is, without trying the bastion again.
+    """
     if master_alive(args):
-        return
+        return None
     import fcntl
     import time
 
@@ -161,25 +228,60 @@ def ensure_master(args: HopArgs) -> None:
     with open(args.control_path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if master_alive(args):  # another hop opened it while we waited
-            return
+            return None
         try:
-            if os.stat(failure_file).st_mtime >= waited_since:
-                # The hop we waited for just failed: do not hammer the bastion with the same attempt.
+            failed_at = os.stat(failure_file).st_mtime
+            if failed_at >= waited_since - memory:
+                # Remembered, or the hop we waited for just failed: do not hammer the bastion with the same attempt.
                 with open(failure_file) as reason:
-                    fail(args, reason.read(), failure_file)
+                    return reason.read()
         except FileNotFoundError:
             pass
         ok, text = open_master(args)
         if ok:
             if os.path.exists(failure_file):
                 os.unlink(failure_file)
-            return
+            return None
         message = f"bastion_hop: cannot open the shared connection to {args.login}:\n{text}"
         if HOST_KEY_FAILURE in text:
             message += host_key_advice(args)
         with open(failure_file, "w") as reason:
             reason.write(message)
-        fail(args, message, failure_file)
+        return message
+
+
+def ensure_master(args: HopArgs) -> None:
+    message = master_failure(args)
+    if message is not None:
+        fail(args, message, args.control_path + ".failed")
+
+
+def first_working_bastion(args: HopArgs) -> HopArgs:
+    """The first bastion, in order, whose master is up or opens; exits naming each bastion and why when none does."""
+    import time
+
+    memory, reasons = float(args.failure_memory), []
+    for bastion in each_bastion(args):
+        message = master_failure(bastion, memory)
+        if message is None:
+            if reasons:
+                sys.stderr.write("".join(reasons) + f"bastion_hop: going through {bastion.login} instead\n")
+            return bastion
+        alias = bastion.option[0].split("=", 1)[1]
+        try:
+            age = f" ({int(time.time() - os.stat(bastion.control_path + '.failed').st_mtime)}s ago)"
+        except OSError:
+            age = ""
+        reasons.append(f"bastion_hop: bastion {bastion.login} ({alias}) failed{age}, skipped for "
+                       f"{args.failure_memory}s:\n  " + message.strip().replace("\n", "\n  ") + "\n")
+    first = each_bastion(args)[0]
+    summary = first.control_path + ".all-failed"
+    message = (f"bastion_hop: no bastion could carry the connection to {args.target_host} "
+               f"({len(reasons)} tried, in order):\n" + "".join(reasons))
+    with open(summary, "w") as written:
+        written.write(message)
+    fail(first, message, summary)
+    raise AssertionError("fail() exits")  # pragma: no cover
 
 
 def fail(args: HopArgs, message: str, failure_file: str) -> None:
@@ -194,6 +296,9 @@ def fail(args: HopArgs, message: str, failure_file: str) -> None:
     alias = dict(o.split("=", 1) for o in args.option if "=" in o).get("HostKeyAlias", args.login)
     gist = (f"bastion {alias} did not present its pinned host key" if HOST_KEY_FAILURE in message
             else f"cannot reach the bastion {args.login}")
+    if failure_file.endswith(".all-failed"):
+        gist = "no bastion answered" + ("; one did not present its pinned host key" if HOST_KEY_FAILURE in message
+                                        else "")
     sys.stdout.write(f"SSH-fumidai-hop: {gist}; see {failure_file}\r\n")
     sys.stdout.flush()
     # 255 is what ssh itself exits with when it cannot connect. (A program's exit, not a module's: modules end
@@ -203,7 +308,10 @@ def fail(args: HopArgs, message: str, failure_file: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    ensure_master(args)
+    if args.bastion:
+        args = first_working_bastion(args)
+    else:
+        ensure_master(args)
     host = args.target_host
     target = f"[{host}]:{args.target_port}" if ":" in host else f"{host}:{args.target_port}"
     # ControlMaster=no: use the master; if it vanished meanwhile, ssh falls back to a direct login.

@@ -10,6 +10,8 @@ Imported as ``ansible_collections.fumidai.vpc.plugins.module_utils.inventory_hos
 
 from __future__ import annotations
 
+import ipaddress
+
 from ansible_collections.fumidai.vpc.plugins.module_utils import login
 from ansible_collections.fumidai.vpc.plugins.module_utils import ssh_args as ssh
 from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import (
@@ -91,12 +93,43 @@ def hop_command(bastion: dict, settings: dict) -> str:
     return " ".join(ssh.proxy_word(w) for w in words) + " -W '[%h]:%p' " + ssh.proxy_word(login_word)
 
 
-def proxy_common_args(bastion: dict, settings: dict) -> str:
-    """The ProxyCommand part of a hopped host's ansible_ssh_common_args (Ansible shlex-splits it)."""
-    return ssh.common_args(["ProxyCommand=" + hop_command(bastion, settings)])
+def fallback_hop_command(bastions: list[dict], settings: dict) -> str:
+    """The ProxyCommand through the first of ``bastions`` that answers (bastion_per_az: own zone first).
+
+    One ``--bastion LOGIN,PORT,INSTANCE_ID,CONTROL_PATH`` per bastion, in order (the control path last: it is the
+    one field that may hold a comma); the hop pins each bastion's key under its own instance ID. Needs the
+    shared master (multiplex): plain ``ssh -W`` cannot try a second bastion.
+    """
+    words = [settings["python"], settings["hop_script"], "--persist", settings["control_persist"],
+             "--connect-timeout", str(settings["connect_timeout"]),
+             "--failure-memory", str(settings["failure_memory"])]
+    if settings["key"]:
+        words += ["--identity", settings["key"]]
+    for option in ssh.pinned_key_options(settings["known_hosts"]) + settings["ssh_options"]:
+        words += ["--option", option]
+    for bastion in bastions:
+        alias = ssh.host_key_alias(bastion["instance_id"]).split("=", 1)[1]
+        # The fields are comma-separated: an address from AWS must be an address, nothing more.
+        try:
+            ipaddress.ip_address(str(bastion["address"]))
+        except ValueError:
+            raise InventoryError(f"bastion_ec2: bastion {bastion['instance_id']} has the address "
+                                 f"{ssh.shown(bastion['address'])}, which is not an IP address") from None
+        words += ["--bastion", f"{bastion['user']}@{bastion['address']},{bastion['port']},{alias},"
+                               f"{bastion['control_path']}"]
+    return " ".join(ssh.proxy_word(w) for w in words) + " %h %p"
 
 
-def connection_args(instance_id: str, bastion: dict | None, settings: dict) -> str:
+def proxy_common_args(bastion: dict | list[dict], settings: dict) -> str:
+    """The ProxyCommand part of a hopped host's ansible_ssh_common_args (Ansible shlex-splits it).
+    ``bastion``: one, or the ordered list (more than one: the hop falls back, when multiplexed)."""
+    bastions = bastion if isinstance(bastion, list) else [bastion]
+    if len(bastions) > 1 and settings["multiplex"]:
+        return ssh.common_args(["ProxyCommand=" + fallback_hop_command(bastions, settings)])
+    return ssh.common_args(["ProxyCommand=" + hop_command(bastions[0], settings)])
+
+
+def connection_args(instance_id: str, bastion: dict | list[dict] | None, settings: dict) -> str:
     """ansible_ssh_common_args for a host: its pinned host key, and the hop when it is reached through one."""
     args = ssh.common_args(ssh.host_key_options(instance_id, settings["known_hosts"]))
     return args + (" " + proxy_common_args(bastion, settings) if bastion else "")
@@ -229,27 +262,31 @@ class HostPlanner:
 
     # bastions ----------------------------------------------------------------
     def bastions(self, instances: list[dict], extra: list[dict], names: dict, users: dict) -> dict:
-        """The bastion of each VPC: its one running instance with the bastion and project tags.
+        """The bastions of each VPC: its running instances with the bastion and project tags, at most one per
+        availability zone (bastion_per_az), by name then instance ID.
 
-        Two candidates are an error, not a pick: whoever can launch and tag an instance must not be able to
-        become the way in by having a lower instance ID.
+        Two candidates in one zone are an error, not a pick: whoever can launch and tag an instance must not be
+        able to become the way in by having a lower instance ID. (One in another zone is only ever a fallback
+        behind its own pinned host key: an instance provisioning did not launch has none, and is refused.)
         """
         mode, port, cp_dir = self.options["bastion_address"], self.options["bastion_port"], \
             self.options["control_path_dir"]
-        candidates: dict[str, list[dict]] = {}
+        candidates: dict[tuple, list[dict]] = {}
         for instance in [i for i in instances if is_bastion(i, self.wanted)] + extra:
             if instance.get("state") in (None, "running"):
-                candidates.setdefault(instance["vpc_id"], []).append(instance)
-        duplicated = {vpc: sorted(i["instance_id"] for i in found)
-                      for vpc, found in candidates.items() if len(found) > 1}
+                zone = (instance["vpc_id"], instance.get("availability_zone") or "")
+                candidates.setdefault(zone, []).append(instance)
+        duplicated = {zone: sorted(i["instance_id"] for i in found)
+                      for zone, found in candidates.items() if len(found) > 1}
         if duplicated:
-            described = "; ".join(f"{vpc}: {', '.join(ids)}" for vpc, ids in sorted(duplicated.items()))
+            described = "; ".join(f"{vpc} {az or '(no zone)'}: {', '.join(ids)}"
+                                  for (vpc, az), ids in sorted(duplicated.items()))
             raise InventoryError(f"bastion_ec2: more than one running instance is tagged as the bastion "
-                                 f"({self.wanted}) in a VPC ({described}). fumidai will not guess which one "
-                                 "to trust: terminate or untag the one you did not launch.")
-        bastions = {}
+                                 f"({self.wanted}) in one availability zone of a VPC ({described}). fumidai will "
+                                 "not guess which one to trust: terminate or untag the one you did not launch.")
+        bastions: dict[str, list[dict]] = {}
         safe_ids = {i["instance_id"] for i in instances + extra}
-        for vpc_id, (instance,) in sorted(candidates.items()):
+        for (vpc_id, zone), (instance,) in sorted(candidates.items()):
             if mode == "public_ip":
                 address = instance["public_ip_address"]
                 if not address:
@@ -262,15 +299,23 @@ class HostPlanner:
                 continue
             # The hop logs in as the bastion's own user (its image's OS); bastion_user, deprecated, overrides.
             user = self.options["bastion_user"] or users[instance["instance_id"]]
-            bastions[vpc_id] = {
+            bastions.setdefault(vpc_id, []).append({
                 "instance_id": instance["instance_id"],
                 "name": names.get(instance["instance_id"]) or self.safe_hostname(instance, safe_ids),
                 "address": address,
                 "user": user,
                 "port": port,
                 "control_path": ssh.control_path_for(cp_dir, user, address, port),
-            }
+                "availability_zone": zone,
+            })
+        for found in bastions.values():
+            found.sort(key=lambda b: (b["name"], b["instance_id"]))
         return bastions
+
+    def bastion_order(self, vpc_bastions: list[dict], zone: str | None) -> list[dict]:
+        """A host's bastions: its own zone's first, then the others (each group by name, instance ID)."""
+        return [b for b in vpc_bastions if b["availability_zone"] == zone] + \
+            [b for b in vpc_bastions if b["availability_zone"] != zone]
 
     # hosts -------------------------------------------------------------------
     def plan(self, data: dict) -> list[tuple[str, dict, list[str]]]:
@@ -306,9 +351,10 @@ class HostPlanner:
         hostvars["subnet_name"] = subnet_names.get(subnet_id)
         hostvars["vpc_name"] = vpc_names.get(vpc_id)
 
-        bastion = bastions.get(vpc_id)
+        vpc_bastions = bastions.get(vpc_id) or []
+        bastion = next((b for b in vpc_bastions if b["instance_id"] == instance["instance_id"]), None)
         hop = None
-        if bastion is not None and bastion["instance_id"] == instance["instance_id"]:
+        if bastion is not None:
             hostvars["ansible_host"] = bastion["address"]
             hostvars["ansible_user"] = bastion["user"]
             if bastion["port"] != 22:
@@ -323,9 +369,10 @@ class HostPlanner:
                 hostvars["ansible_host"] = instance["private_ip_address"] or instance["public_ip_address"]
                 if mode == "private_ip" and public and not proxy_public:
                     pass  # on the VPN a public-subnet host is reached directly on its private IP
-                elif bastion:
-                    hop = bastion
-                    hostvars["bastion"] = {k: bastion[k] for k in BASTION_FACTS}
+                elif vpc_bastions:
+                    hop = self.bastion_order(vpc_bastions, instance["availability_zone"])
+                    hostvars["bastion"] = {k: hop[0][k] for k in BASTION_FACTS}
+                    hostvars["bastions"] = [{k: b[k] for k in BASTION_FACTS} for b in hop]
                 elif vpc_id not in self.warned_vpcs:
                     self.warned_vpcs.add(vpc_id)
                     self.warn(f"bastion_ec2: VPC {vpc_id} ({vpc_names.get(vpc_id) or 'no Name tag'}) has no running "

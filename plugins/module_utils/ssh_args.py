@@ -78,12 +78,22 @@ def config_path(path: str) -> str:
     return '"' + ssh_percent_escape(text) + '"'
 
 
-def host_key_options(instance_id: str, known_hosts_file: str) -> list[str]:
-    """ssh -o options that verify ``instance_id``'s pinned host key and nothing else."""
+def pinned_key_options(known_hosts_file: str) -> list[str]:
+    """ssh -o options that trust the pinned known_hosts file only, strictly (the HostKeyAlias is per host)."""
+    return ["StrictHostKeyChecking=yes", "UserKnownHostsFile=" + config_path(known_hosts_file), "UpdateHostKeys=no"]
+
+
+def host_key_alias(instance_id: str) -> str:
+    """The HostKeyAlias option naming ``instance_id``, the name its key is pinned under."""
     if not INSTANCE_ID.match(str(instance_id)):
         raise SshValueError(f"{shown(instance_id)} is not an instance ID")
-    return ["StrictHostKeyChecking=yes", "UserKnownHostsFile=" + config_path(known_hosts_file),
-            "UpdateHostKeys=no", f"HostKeyAlias={instance_id}"]
+    return f"HostKeyAlias={instance_id}"
+
+
+def host_key_options(instance_id: str, known_hosts_file: str) -> list[str]:
+    """ssh -o options that verify ``instance_id``'s pinned host key and nothing else."""
+    alias = host_key_alias(instance_id)
+    return pinned_key_options(known_hosts_file) + [alias]
 
 
 def check_user_options(options: list[str]) -> list[str]:
@@ -127,11 +137,25 @@ def _address(value: object) -> str:
         raise SshValueError(f"HostName {shown(value)} is not an IP address") from None
 
 
+def proxy_command_of(common_args: str) -> str | None:
+    """The ProxyCommand of an ``ansible_ssh_common_args`` (the inventory's hop, as ssh reads it), or None."""
+    try:
+        words = shlex.split(str(common_args))
+    except ValueError:
+        raise SshValueError(f"ssh arguments {shown(common_args)} are not shell words") from None
+    for index, word in enumerate(words):
+        if index and words[index - 1] == "-o" and word.startswith("ProxyCommand="):
+            return word[len("ProxyCommand="):]
+    return None
+
+
 def ssh_config_entry(entry: dict) -> list[str]:
     """The lines of one ``Host`` block, every value checked; raises SshValueError on anything unsafe.
 
     ``entry``: name, address, instance_id, user, port, identity_file, known_hosts_file, jump (a Host name or
-    empty), control (dict with dir, persist; for the bastion), note (a comment line without control characters).
+    empty), proxy_args (the host's ansible_ssh_common_args: its ProxyCommand, the hop through several bastions,
+    replaces jump), control (dict with dir, persist; for the bastion), note (a comment line without control
+    characters).
     """
     name = entry["name"]
     if not safe_host_name(name):
@@ -159,7 +183,13 @@ def ssh_config_entry(entry: dict) -> list[str]:
         key, value = option.split("=", 1)
         lines.append(f"    {key} {value}")
     jump = entry.get("jump")
-    if jump:
+    proxy = proxy_command_of(entry["proxy_args"]) if entry.get("proxy_args") else None
+    if proxy:
+        if any(ord(c) < 32 or ord(c) == 127 for c in proxy):
+            raise SshValueError(f"ProxyCommand {shown(proxy)} holds control characters")
+        lines += ["    # Through the first bastion that answers, its own zone's first (bastion_per_az).",
+                  f"    ProxyCommand {proxy}"]
+    elif jump:
         if not safe_host_name(jump):
             raise SshValueError(f"jump host {shown(jump)} is not a safe Host name")
         lines.append(f"    ProxyJump {jump}")

@@ -57,6 +57,37 @@ def label(resource: dict | None, resource_id: str | None = None) -> str:
     return f"{shown_name(name)} ({shown_name(rid)})" if name and name != rid else shown_name(rid)
 
 
+# --------------------------------------------------------------------------- the standby NAT instance
+NAT_STANDBY_TAG = "NatStandby"  # "true" on the standby NAT instance (nat_instance_standby); Role is "nat" on both
+
+
+def is_nat_standby(instance: dict) -> bool:
+    tags = tags_dict(instance)
+    return tags.get("Role") == "nat" and tags.get(NAT_STANDBY_TAG) == "true"
+
+
+def nat_standby_problems(instance: dict) -> list[str]:
+    """Why a standby NAT instance could not take over (empty: ready): it must run, forward (source/dest check
+    off), reach the internet (public IP) and hold an instance profile (its watchdog's ReplaceRoute rights)."""
+    problems = []
+    state = (instance.get("state") or {}).get("name", "unknown")
+    if state != "running":
+        problems.append(f"it is {state}")
+    if instance.get("source_dest_check", True):
+        problems.append("its source/destination check is on")
+    if not instance.get("public_ip_address"):
+        problems.append("it has no public IP")
+    if not (instance.get("iam_instance_profile") or {}).get("arn"):
+        problems.append("it has no instance profile (its watchdog cannot call ReplaceRoute)")
+    return problems
+
+
+def instance_profile_name(instance: dict) -> str:
+    """The attached instance profile's name (from its ARN, shown escaped), or ''."""
+    arn = (instance.get("iam_instance_profile") or {}).get("arn") or ""
+    return shown_name(arn.rsplit("/", 1)[-1]) if arn else ""
+
+
 # --------------------------------------------------------------------------- routes and tiers
 def route_table_for_subnet(subnet_id: str, vpc_id: str | None, route_tables: list[dict]) -> dict | None:
     """The route table that governs a subnet: its explicit association, else the VPC's main table."""

@@ -15,7 +15,8 @@ description:
   - The paths, one module each under plugins/module_utils/doctor/ and registered in its registry.py;
     C(ssh) from the admin's address (I(source_cidr)) through the bastion to the target; C(http) from the
     internet through the ALB to the target; C(egress) from the target out to the internet (I(egress_ports)).
-  - Returns one verdict per hop, PASS, BLOCKED (with the reason and the fix) or SKIPPED.
+  - Returns one verdict per hop, PASS, BLOCKED (with the reason and the fix), SKIPPED, or DEGRADED (passes with less
+    to spare, e.g. through the other zone's bastion while the target's own is stopped; with the reason and the fix).
   - Names and descriptions read from AWS are untrusted; every hop, fix and summary shows them escaped
     (see plugins/module_utils/fumidai_text.py). C(target_name) is the raw tag value.
   - Never fails because a path is blocked; the caller decides (the result has C(blocked)).
@@ -91,12 +92,16 @@ blocked:
   description: Whether any hop is blocked.
   type: bool
   returned: always
+degraded:
+  description: Whether any hop passes only degraded (the path works, with less to spare).
+  type: bool
+  returned: always
 summary:
   description: One sentence verdict.
   type: str
   returned: always
 hops:
-  description: One entry per hop, with C(hop), C(status) (PASS, BLOCKED, SKIPPED), C(detail) and C(fix).
+  description: One entry per hop, with C(hop), C(status) (PASS, BLOCKED, SKIPPED, DEGRADED), C(detail) and C(fix).
   type: list
   elements: dict
   returned: always

@@ -52,10 +52,10 @@ class ProvisionedStack:
         return self._second
 
 
-def provisioned_stack(tmp_path_factory):
+def provisioned_stack(tmp_path_factory, settings: dict | None = None):
     """playbooks/provision.yml on a moto server of its own (with state transitions); the key given by its one setting
-    (FUMIDAI_SSH_PRIVATE_KEY), an IPv4 and an IPv6 admin range, host keys pinned into a file of its own.
-    Read-only for its users."""
+    (FUMIDAI_SSH_PRIVATE_KEY), an IPv4 and an IPv6 admin range (and ``settings``, extra vars), host keys pinned into
+    a file of its own. Read-only for its users."""
     tmp = tmp_path_factory.mktemp("provisioned")
     port = moto_local.free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -68,7 +68,7 @@ def provisioned_stack(tmp_path_factory):
         env = {**moto_local.environment(endpoint, REGION), "FUMIDAI_OUTPUTS_FILE": str(tmp / "outputs.yml"),
                "FUMIDAI_SSH_PRIVATE_KEY": str(key), "FUMIDAI_KNOWN_HOSTS": str(tmp / "known_hosts"),
                "ANSIBLE_INVENTORY_CACHE": "false"}
-        extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR, ADMIN_CIDR_V6]})]
+        extra = ["-e", json.dumps({"admin_cidrs": [ADMIN_CIDR, ADMIN_CIDR_V6], **(settings or {})})]
         first = run_playbook("playbooks/provision.yml", *extra, env=env, check=True)
         yield ProvisionedStack(endpoint, env, extra, first, tmp / "outputs.yml", key.with_suffix(".pub"),
                                tmp / "known_hosts")

@@ -82,9 +82,10 @@ def web_instances(count: int, subnets: list[str]) -> list[tuple[str, str]]:
 
 def project_plan(vpc_name: str = "fumidai-vpc", cidr_prefix: str = "10.0", suffix: str = "", *,
                  web_count: int | None = None, ami_os: str = "debian12",
-                 admin_cidrs: tuple[str, ...] = (ADMIN_CIDR,)) -> VpcPlan:
+                 admin_cidrs: tuple[str, ...] = (ADMIN_CIDR,), bastion_per_az: bool = False) -> VpcPlan:
     """provision.yml's topology from the settings defaults: 2 public + 2 private subnets, the bastion, the NAT
-    instance, web01/web02 (or ``web_count`` web servers), host names ending in ``suffix``."""
+    instance, web01/web02 (or ``web_count`` web servers), host names ending in ``suffix``; with ``bastion_per_az``
+    (the setting of that name) also bastion-2 in the second public subnet."""
     settings = design()
 
     def cidr(value: str) -> str:
@@ -97,6 +98,8 @@ def project_plan(vpc_name: str = "fumidai-vpc", cidr_prefix: str = "10.0", suffi
             web_instances(web_count, [s.name for s in subnets if s.tier == "private"]))
     hosts = [HostPlan("bastion" + suffix, "bastion", public[0]),
              HostPlan("nat-instance" + suffix, "nat", settings["nat_instance_subnet"])]
+    if bastion_per_az:
+        hosts.insert(1, HostPlan("bastion-2" + suffix, "bastion", public[1]))
     hosts += [HostPlan(name + suffix, "web", subnet) for name, subnet in webs]
     return VpcPlan(vpc_name, cidr(settings["vpc_cidr"]), subnets, hosts, ami_os, admin_cidrs, suffix=suffix)
 

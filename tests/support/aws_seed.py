@@ -284,10 +284,12 @@ class AwsSeed:
                                 groups=[stack.sgs[role_group]] if role_group else None, private_ip=first.private_ip,
                                 ami_os=first.ami_os or plan.ami_os, source_dest_check=first.role != "nat")
             stack.hosts.update({h.name: host for h, host in zip(batch, hosts, strict=True)})
+        bastions = [h for h in plan.hosts if h.role == "bastion"]
         for host in plan.hosts:
-            if host.role == "bastion" and host.public_ip is None:  # the bastion's Elastic IP
-                eip = ec2.allocate_address(Domain="vpc",
-                                           TagSpecifications=self.spec("elastic-ip", f"{PROJECT}-bastion-eip"))
+            if host.role == "bastion" and host.public_ip is None:  # the bastion's Elastic IP (bastion-2's, ...)
+                number = bastions.index(host) + 1
+                eip_name = f"{PROJECT}-bastion-eip" if number == 1 else f"{PROJECT}-bastion-{number}-eip"
+                eip = ec2.allocate_address(Domain="vpc", TagSpecifications=self.spec("elastic-ip", eip_name))
                 ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=stack.hosts[host.name]["id"])
 
         stack.route_tables[f"{PROJECT}-public"] = self.route_table(

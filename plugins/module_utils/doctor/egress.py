@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.hops import Walk, merge_hops
+from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.hops import PASS, Walk, merge_hops
 from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.naming import groups_text, role_label
 from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.state import (
     AWS_EPHEMERAL,
@@ -10,7 +10,14 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.doctor.state import (
     INTERNET,
     State,
 )
-from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import default_route, label, route_target
+from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import (
+    default_route,
+    instance_profile_name,
+    is_nat_standby,
+    label,
+    nat_standby_problems,
+    route_target,
+)
 from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_rules import sg_allows
 
 DEFAULT_EGRESS_PORTS = (80, 443)
@@ -30,6 +37,7 @@ def walk_egress(state: State, target: dict, ports=DEFAULT_EGRESS_PORTS) -> Walk:
     if route is None:
         return walk
     nat_subnet, nat_net, ephemeral = _nat(walk, target, route_target(route), ports)
+    _nat_standby(walk, target, route_target(route))
     walk.internet_gateway(target.get("vpc_id"), _route_to_the_gateway(state, route, nat_subnet))
     groups = state.instance_groups(target)
     before = len(walk.hops)
@@ -111,6 +119,37 @@ def _nat(walk: Walk, target: dict, hop_target: tuple[str, str], ports) -> tuple[
         walk.blocked("NAT", f"{subnet}'s route table sends 0.0.0.0/0 to {hop_id}, which the doctor cannot follow",
                      "Check that target by hand (transit gateway, peering or VPN).")
     return None, None, CLIENT_EPHEMERAL
+
+
+def _nat_standby(walk: Walk, target: dict, hop_target: tuple[str, str]) -> None:
+    """With a standby NAT instance in the VPC (tagged NatStandby=true) and the route on a NAT instance: which one
+    is active (the route's target; the standby is a valid one after a failover) and whether the standby could take
+    over. Informational: egress itself was judged by the NAT hop."""
+    state = walk.state
+    kind, hop_id = hop_target
+    active = state.instance_by_id(hop_id) if kind == "instance" else \
+        state.instance_by_eni(hop_id) if kind == "network_interface" else None
+    standbys = [i for i in state.instances if i.get("vpc_id") == target.get("vpc_id") and is_nat_standby(i)]
+    if active is None or not standbys:
+        return
+    for standby in standbys:
+        who = role_label("nat-instance-standby", standby)
+        if standby is active:
+            walk.passed("standby NAT instance", f"{who} is the active NAT instance: its watchdog moved the route "
+                                                f"to it. Fail back deliberately (playbooks/nat_failback.yml) once "
+                                                f"the NAT instance forwards again")
+            continue
+        problems = nat_standby_problems(standby)
+        if problems:
+            walk.hop("standby NAT instance", PASS, f"{role_label('nat-instance', active)} is active; {who} could "
+                                                   f"not take over: {'; '.join(problems)}",
+                     "Start the standby, provision again with nat_instance_standby: true (source/destination check "
+                     "off, instance profile), then run playbooks/configure.yml (its watchdog).")
+        else:
+            walk.passed("standby NAT instance", f"{role_label('nat-instance', active)} is active; {who} is ready to "
+                                                f"take over: running, source/destination check off, public IP "
+                                                f"{standby['public_ip_address']}, instance profile "
+                                                f"{instance_profile_name(standby)}")
 
 
 def _nat_gateway(walk: Walk, subnet: str, nat_id: str) -> tuple[str | None, object, tuple]:

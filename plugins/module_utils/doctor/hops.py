@@ -21,6 +21,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_rules import nacl_
 PASS = "PASS"
 BLOCKED = "BLOCKED"
 SKIPPED = "SKIPPED"
+DEGRADED = "DEGRADED"  # passes, with less to spare (e.g. through the other zone's bastion): says why and the fix
 
 
 class Walk:
@@ -41,6 +42,10 @@ class Walk:
 
     def blocked(self, name: str, detail: str, fix: str) -> bool:
         return self.hop(name, BLOCKED, detail, fix)
+
+    def degraded(self, name: str, detail: str, fix: str) -> bool:
+        self.hop(name, DEGRADED, detail, fix)
+        return True
 
     def skip(self, names: list[str], because: str) -> None:
         for name in names:

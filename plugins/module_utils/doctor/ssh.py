@@ -27,26 +27,52 @@ def walk(state: State, target: dict, arguments: dict) -> Walk:
     return walk_ssh(state, target, source_cidr, arguments.get("bastion"))
 
 
-def find_bastion(state: State, target: dict, bastion: str | None) -> tuple[dict | None, str]:
-    """The bastion given by name or id, else the one tagged Role=bastion in the target's VPC (running first)."""
+def zone_of(state: State, inst: dict) -> str | None:
+    return (inst.get("placement") or {}).get("availability_zone") or \
+        (state.subnets.get(inst.get("subnet_id")) or {}).get("availability_zone")
+
+
+def running(inst: dict) -> bool:
+    return (inst.get("state") or {}).get("name") == "running"
+
+
+def find_bastion(state: State, target: dict, bastion: str | None) -> tuple[dict | None, str, dict | None]:
+    """The bastion given by name or id, else the one tagged Role=bastion in the target's VPC: with one per zone
+    (bastion_per_az) the target's own zone's, as the inventory's hop tries it first; running first.
+
+    Third: the target's own zone's bastion when it is not running and another zone's carries the path instead
+    (the hop's fallback: degraded, not blocked)."""
     if bastion:
-        return state.resolve_instance(bastion, "bastion"), "given with -e bastion"
+        return state.resolve_instance(bastion, "bastion"), "given with -e bastion", None
     vpc_id = target.get("vpc_id")
+    zone = zone_of(state, target)
     found = [i for i in state.instances if i.get("vpc_id") == vpc_id and tags_dict(i).get("Role") == "bastion"]
-    found.sort(key=lambda i: (i.get("state") or {}).get("name") != "running")
-    return (found[0] if found else None), "tagged Role=bastion"
+    found.sort(key=lambda i: (zone_of(state, i) != zone, tags_dict(i).get("Name") or "", i["instance_id"]))
+    own = next((i for i in found if zone_of(state, i) == zone), None)
+    found.sort(key=lambda i: not running(i))  # stable: own zone first among the running ones
+    jump = found[0] if found else None
+    down = own if own is not None and jump is not own and not running(own) else None
+    return jump, "tagged Role=bastion", down
 
 
 def walk_ssh(state: State, target: dict, source_cidr: str, bastion: str | None = None) -> Walk:
     walk = Walk(state, "ssh", target)
-    jump, how = find_bastion(state, target, bastion)
+    jump, how, down = find_bastion(state, target, bastion)
     if jump is None:
         walk.blocked("bastion", f"no instance tagged Role=bastion in {target.get('vpc_id')}",
                      "Launch a bastion in a public subnet with tag Role=bastion, "
                      "or name one with -e bastion=<name|id>.")
         walk.skip(HOPS_AFTER_BASTION, "there is no bastion")
         return walk
-    walk.passed("bastion", f"{role_label('bastion', jump)} ({how})")
+    if down is not None:
+        walk.degraded("bastion", f"{role_label('bastion', down)} in the target's zone {zone_of(state, target)} is "
+                                 f"{(down.get('state') or {}).get('name', 'unknown')}: the hop falls back to "
+                                 f"{role_label('bastion', jump)} in {zone_of(state, jump)} ({how}), after a connect "
+                                 "timeout the first time",
+                      f"Start it (aws ec2 start-instances --instance-ids {down['instance_id']}); until then the "
+                      "other zone's bastion is a single point of failure.")
+    else:
+        walk.passed("bastion", f"{role_label('bastion', jump)} ({how})")
     _to_the_bastion(walk, jump, ipaddress.ip_network(source_cidr, strict=False), source_cidr)
     if jump["instance_id"] != target["instance_id"]:
         _through_the_bastion(walk, jump, target)
