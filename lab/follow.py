@@ -13,14 +13,13 @@ rebuilds the lab), never acted on.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from lab import config, state, steps
+from lab import config, moto_local, state, steps
 from lab.proc import LabError, log
 
 PID_FILE = config.CACHE / "follow.pid"
@@ -34,8 +33,7 @@ def reconcile_once() -> int:
     if not old:
         raise LabError(steps.NOT_UP)
     plan = steps.current_plan()
-    before = {n["name"]: (n["kind"], n["ip"]) for n in old["nodes"]}
-    after = {n["name"]: (n["kind"], n["ip"]) for n in plan["nodes"]}
+    before, after = steps.node_addresses(old), steps.node_addresses(plan)
     common = {name for name, where in after.items() if before.get(name) == where}
     if before == after:
         state.save_state(plan)
@@ -95,14 +93,5 @@ def stop() -> bool:
     PID_FILE.unlink(missing_ok=True)
     if not pid:
         return False
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGTERM)
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
+    moto_local.stop_pid(pid)
     return True

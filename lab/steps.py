@@ -138,14 +138,17 @@ def step_net() -> None:
     if not old:
         raise LabError(NOT_UP)
     plan = current_plan()
-    before = {n["name"]: (n["kind"], n["ip"]) for n in old["nodes"]}
-    after = {n["name"]: (n["kind"], n["ip"]) for n in plan["nodes"]}
-    if before != after:
+    if node_addresses(old) != node_addresses(plan):
         raise LabError("moto's instances or addresses changed since the hosts were built: "
                        "run `python -m lab step hosts` to rebuild them")
     state.save_state(plan)
     changed = apply_changes(plan)
     log(f"{changed} host(s) re-applied, the others unchanged")
+
+
+def node_addresses(plan: dict) -> dict[str, tuple[str, str]]:
+    """Each node's kind and address: what a rebuild (the hosts step) changes and an in-place re-apply must not."""
+    return {n["name"]: (n["kind"], n["ip"]) for n in plan["nodes"]}
 
 
 def apply_changes(plan: dict, names: set[str] | None = None) -> int:
