@@ -141,7 +141,8 @@ options:
   bastion_connect_timeout:
     description:
       - With more than one bastion in a VPC, seconds the hop waits for a bastion to accept the connection (ssh
-        C(ConnectTimeout)) before trying the next one.
+        C(ConnectTimeout)) before trying the next one; and, through a bastion that answered, for the target's SSH
+        banner over the forward (a forward that stays silent or is refused is also passed over, for that target).
       - Needs O(multiplex) (the default); without it the hop goes through the first bastion only.
     type: int
     default: 5

@@ -11,7 +11,11 @@ With more than one bastion (bastion_per_az), each one's login, port, pinned inst
 
 The first bastion whose master is up, or opens within --connect-timeout seconds, carries the connection. One
 that fails is skipped (``CONTROL_PATH.failed``, the failure file, says why) and not tried again by any hop for
---failure-memory seconds, so later hosts do not wait for the same timeout.
+--failure-memory seconds, so later hosts do not wait for the same timeout. A bastion can also answer while
+its forward to the target fails (the target's firewall drops it, or sshd's PermitOpen refuses it): so with two or
+more bastions the hop does not exec ``ssh -W`` but relays it (hop_relay.py, beside this file), waiting up to
+--connect-timeout for the target's banner, and tries the next bastion when none comes (remembered per target in
+``CONTROL_PATH.failed-TARGET:PORT`` for --failure-memory seconds). With one bastion it execs ``ssh -W`` as ever.
 
 Why a wrapper and not ``ControlMaster=auto`` in the ProxyCommand: on a cold start, twenty parallel hops
 with ``auto`` all find no master and all log in to the bastion at once; a bastion at Debian's default
@@ -37,6 +41,7 @@ import sys
 
 MASTER_TIMEOUT = 60  # seconds for the master to authenticate before we give up
 HOST_KEY_FAILURE = "Host key verification failed"  # what ssh prints when a key does not match its pin
+FORWARD_FAILED = "answered, but its forward to"  # a bastion that was up, in the message when every one failed
 VALUE_OPTIONS = {"--control-path": "control_path", "--persist": "persist", "--port": "port",
                  "--identity": "identity", "--ssh": "ssh", "--connect-timeout": "connect_timeout",
                  "--failure-memory": "failure_memory"}
@@ -256,24 +261,86 @@ def ensure_master(args: HopArgs) -> None:
         fail(args, message, args.control_path + ".failed")
 
 
-def first_working_bastion(args: HopArgs) -> HopArgs:
-    """The first bastion, in order, whose master is up or opens; exits naming each bastion and why when none does."""
-    import time
-
-    memory, reasons = float(args.failure_memory), []
+def usable_bastions(args: HopArgs, reasons: list[str]):
+    """Each bastion, in order, whose master is up or opens; why each other one was skipped goes to ``reasons``."""
+    memory = float(args.failure_memory)
     for bastion in each_bastion(args):
         message = master_failure(bastion, memory)
         if message is None:
-            if reasons:
-                sys.stderr.write("".join(reasons) + f"bastion_hop: going through {bastion.login} instead\n")
-            return bastion
-        alias = bastion.option[0].split("=", 1)[1]
-        try:
-            age = f" ({int(time.time() - os.stat(bastion.control_path + '.failed').st_mtime)}s ago)"
-        except OSError:
-            age = ""
-        reasons.append(f"bastion_hop: bastion {bastion.login} ({alias}) failed{age}, skipped for "
-                       f"{args.failure_memory}s:\n  " + message.strip().replace("\n", "\n  ") + "\n")
+            yield bastion
+            continue
+        reasons.append(f"bastion_hop: bastion {bastion.login} ({alias_of(bastion)}) failed"
+                       f"{age_of(bastion.control_path + '.failed')}, skipped for {args.failure_memory}s:\n"
+                       + indented(message))
+
+
+def first_working_bastion(args: HopArgs) -> HopArgs:
+    """The first bastion, in order, whose master is up or opens; exits naming each bastion and why when none does."""
+    reasons: list[str] = []
+    for bastion in usable_bastions(args, reasons):
+        if reasons:
+            sys.stderr.write("".join(reasons) + f"bastion_hop: going through {bastion.login} instead\n")
+        return bastion
+    all_failed(args, reasons)
+    raise AssertionError("fail() exits")  # pragma: no cover
+
+
+def carry_through_first_forward(args: HopArgs) -> None:
+    """Two or more bastions: the first whose master is up and whose forward to the target answers (the target's
+    SSH banner within --connect-timeout) carries the connection, relayed by hop_relay; exits with its status.
+
+    A forward that times out or is refused is remembered for this target through this bastion
+    (``CONTROL_PATH.failed-TARGET:PORT``) and skipped for --failure-memory seconds, like a bastion that failed.
+    """
+    relay = hop_relay_module()
+    memory, reasons, target = float(args.failure_memory), [], target_word(args)
+    for bastion in usable_bastions(args, reasons):
+        marker = relay.forward_marker(bastion.control_path, bastion.target_host, bastion.target_port)
+        why = relay.remembered_failure(marker, memory)
+        age = age_of(marker) if why else ""
+        if why is None:
+            child, first, why = relay.start_forward(forward_command(bastion, target), float(args.connect_timeout))
+            if child is not None:
+                if reasons:
+                    sys.stderr.write("".join(reasons) + f"bastion_hop: going through {bastion.login} instead\n")
+                if marker and os.path.exists(marker):
+                    os.unlink(marker)
+                raise SystemExit(relay.relay(child, first))
+            if marker:
+                with open(marker, "w") as written:
+                    written.write(why + "\n")
+        memo = f"skipped for {target} for {args.failure_memory}s" if marker else "not remembered (not an IP address)"
+        reasons.append(f"bastion_hop: bastion {bastion.login} ({alias_of(bastion)}) {FORWARD_FAILED} "
+                       f"{target} failed{age}, {memo}:\n" + indented(why))
+    all_failed(args, reasons)
+
+
+def hop_relay_module():
+    try:
+        from . import hop_relay  # imported as part of the collection
+    except ImportError:
+        import hop_relay  # run by path, as the ProxyCommand runs it: this file's directory is on sys.path
+    return hop_relay
+
+
+def alias_of(bastion: HopArgs) -> str:
+    return bastion.option[0].split("=", 1)[1]
+
+
+def age_of(path: str) -> str:
+    import time
+
+    try:
+        return f" ({int(time.time() - os.stat(path).st_mtime)}s ago)"
+    except OSError:
+        return ""
+
+
+def indented(message: str) -> str:
+    return "  " + message.strip().replace("\n", "\n  ") + "\n"
+
+
+def all_failed(args: HopArgs, reasons: list[str]) -> None:
     first = each_bastion(args)[0]
     summary = first.control_path + ".all-failed"
     message = (f"bastion_hop: no bastion could carry the connection to {args.target_host} "
@@ -281,7 +348,6 @@ def first_working_bastion(args: HopArgs) -> HopArgs:
     with open(summary, "w") as written:
         written.write(message)
     fail(first, message, summary)
-    raise AssertionError("fail() exits")  # pragma: no cover
 
 
 def fail(args: HopArgs, message: str, failure_file: str) -> None:
@@ -297,8 +363,8 @@ def fail(args: HopArgs, message: str, failure_file: str) -> None:
     gist = (f"bastion {alias} did not present its pinned host key" if HOST_KEY_FAILURE in message
             else f"cannot reach the bastion {args.login}")
     if failure_file.endswith(".all-failed"):
-        gist = "no bastion answered" + ("; one did not present its pinned host key" if HOST_KEY_FAILURE in message
-                                        else "")
+        gist = ("no bastion could forward to the target" if FORWARD_FAILED in message else "no bastion answered") \
+            + ("; one did not present its pinned host key" if HOST_KEY_FAILURE in message else "")
     sys.stdout.write(f"SSH-fumidai-hop: {gist}; see {failure_file}\r\n")
     sys.stdout.flush()
     # 255 is what ssh itself exits with when it cannot connect. (A program's exit, not a module's: modules end
@@ -306,16 +372,25 @@ def fail(args: HopArgs, message: str, failure_file: str) -> None:
     raise SystemExit(255)
 
 
+def target_word(args: HopArgs) -> str:
+    host = args.target_host
+    return f"[{host}]:{args.target_port}" if ":" in host else f"{host}:{args.target_port}"
+
+
+def forward_command(args: HopArgs, target: str) -> list[str]:
+    # ControlMaster=no: use the master; if it vanished meanwhile, ssh falls back to a direct login.
+    return [*base_command(args), "-o", "ControlMaster=no", "-W", target, args.login]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if len(args.bastion) > 1:
+        carry_through_first_forward(args)
     if args.bastion:
         args = first_working_bastion(args)
     else:
         ensure_master(args)
-    host = args.target_host
-    target = f"[{host}]:{args.target_port}" if ":" in host else f"{host}:{args.target_port}"
-    # ControlMaster=no: use the master; if it vanished meanwhile, ssh falls back to a direct login.
-    command = [*base_command(args), "-o", "ControlMaster=no", "-W", target, args.login]
+    command = forward_command(args, target_word(args))
     os.execvp(command[0], command)
 
 

@@ -1,16 +1,20 @@
 """bastion_hop.py with two bastions (bastion_per_az), against a fake ssh whose every bastion answers as told: the
 first that works carries the connection, a failed one is remembered next to its socket and skipped for the
-failure memory, and when every bastion fails the message names each one and why."""
+failure memory, and when every bastion fails the message names each one and why. A bastion that answers while its
+forward to the target stays silent or is refused is passed over the same way (per target), and the forward that
+answers is relayed byte for byte; with one bastion the hop still execs ssh."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from ansible_collections.fumidai.vpc.plugins.module_utils import bastion_hop
 
 HOP = Path(bastion_hop.__file__)  # run by path, as the inventory's ProxyCommand runs it
@@ -18,6 +22,10 @@ FIRST, SECOND = "192.0.2.1", "192.0.2.2"
 FIRST_ID, SECOND_ID = "i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2"
 
 # How each bastion answers the master's login: FAKE_SSH_PLAN = {"<address>": "ok" | "timeout" | "refuse" | "hostkey"}.
+# How its forward (-W) behaves: FAKE_FORWARD_PLAN = {"<address>" or "<address> <target>": "print" (the default) |
+# "silent" (the target's firewall drops: nothing, ever) | "refuse" (PermitOpen) | "echo" (an SSH server: a banner,
+# then the client's bytes back, and at the client's EOF how many, exit 3) | "pid" (its own process ID)}.
+BANNER = b"SSH-2.0-fake-target\r\n"
 FAKE_SSH = r'''#!/usr/bin/env python3
 import json, os, subprocess, sys, time
 args = sys.argv[1:]
@@ -45,14 +53,38 @@ if "ControlMaster=yes" in args:
     while not os.path.exists(control):
         time.sleep(0.01)
     sys.exit(0)
-print("forwarded", args[args.index("-W") + 1], "via", args[-1])
+target = args[args.index("-W") + 1]
+plan = json.loads(os.environ.get("FAKE_FORWARD_PLAN", "{}"))
+mode = plan.get(f"{address} {target}", plan.get(address, "print"))
+if mode == "silent":
+    with open(os.environ["FAKE_SSH_LOG"] + ".silent", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(60)
+if mode == "refuse":
+    sys.stderr.write("channel 0: open failed: administratively prohibited: open failed\nstdio forwarding failed\n")
+    sys.exit(255)
+if mode == "pid":
+    print(os.getpid())
+    sys.exit(0)
+if mode == "echo":
+    out = sys.stdout.buffer
+    out.write(b"SSH-2.0-fake-target\r\n")
+    out.flush()
+    total = 0
+    while data := os.read(0, 1 << 20):
+        total += len(data)
+        out.write(data)
+        out.flush()
+    out.write(f"EOF after {total} bytes\n".encode())
+    sys.exit(3)
+print("forwarded", target, "via", args[-1])
 '''
 
 
 class Hops:
     """Runs the hop as the inventory writes it for two bastions, with the fake ssh; keeps its calls."""
 
-    def __init__(self, tmp_path: Path, memory: int = 300):
+    def __init__(self, tmp_path: Path, memory: int = 300, timeout: int = 4):
         self.tmp = tmp_path
         self.fake = tmp_path / "ssh"
         self.fake.write_text(FAKE_SSH)
@@ -60,18 +92,41 @@ class Hops:
         self.log = tmp_path / "ssh.log"
         self.cp = tmp_path / "cp, dir"  # a comma in the directory: the socket path is the --bastion's last field
         self.sockets = {FIRST: self.cp / "fumidai-hop-first", SECOND: self.cp / "fumidai-hop-second"}
-        self.memory = memory
+        self.memory, self.timeout = memory, timeout
 
     def marker(self, address: str) -> Path:
         return Path(str(self.sockets[address]) + ".failed")
 
-    def run(self, plan: dict, target: str = "10.0.11.5") -> subprocess.CompletedProcess:
-        command = [sys.executable, str(HOP), "--ssh", str(self.fake), "--persist", "30s", "--connect-timeout", "4",
-                   "--failure-memory", str(self.memory), "--option", "StrictHostKeyChecking=yes",
-                   "--bastion", f"admin@{FIRST},22,{FIRST_ID},{self.sockets[FIRST]}",
-                   "--bastion", f"admin@{SECOND},2222,{SECOND_ID},{self.sockets[SECOND]}", target, "22"]
-        env = {"FAKE_SSH_LOG": str(self.log), "FAKE_SSH_PLAN": json.dumps(plan), "PATH": "/usr/bin:/bin"}
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    def command(self, target: str = "10.0.11.5", bastions: tuple = (FIRST, SECOND)) -> list[str]:
+        specs = {FIRST: f"admin@{FIRST},22,{FIRST_ID},{self.sockets[FIRST]}",
+                 SECOND: f"admin@{SECOND},2222,{SECOND_ID},{self.sockets[SECOND]}"}
+        return [sys.executable, str(HOP), "--ssh", str(self.fake), "--persist", "30s",
+                "--connect-timeout", str(self.timeout), "--failure-memory", str(self.memory),
+                "--option", "StrictHostKeyChecking=yes",
+                *[word for b in bastions for word in ("--bastion", specs[b])], target, "22"]
+
+    def env(self, plan: dict, forward: dict | None = None) -> dict:
+        return {"FAKE_SSH_LOG": str(self.log), "FAKE_SSH_PLAN": json.dumps(plan),
+                "FAKE_FORWARD_PLAN": json.dumps(forward or {}), "PATH": "/usr/bin:/bin"}
+
+    def run(self, plan: dict, target: str = "10.0.11.5", forward: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(target), env=self.env(plan, forward), capture_output=True, text=True,
+                              timeout=60)
+
+    def relay(self, forward: dict, payload: bytes = b"", target: str = "10.0.11.5") -> tuple[subprocess.Popen, float]:
+        """The hop as the outer ssh runs it: ``payload`` written at once (before the target speaks), then EOF."""
+        started = time.monotonic()
+        proc = subprocess.Popen(self.command(target), env=self.env({}, forward), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.out, proc.err = proc.communicate(payload, timeout=120)
+        return proc, time.monotonic() - started
+
+    def forward_marker(self, address: str, target: str = "10.0.11.5") -> Path:
+        return Path(f"{self.sockets[address]}.failed-{target}:22")
+
+    def forwarded_via(self) -> list[str]:
+        """The bastions a forward (-W) went through, in order."""
+        return [c[-1].split("@", 1)[1] for c in self.forwarded()]
 
     def calls(self) -> list[list[str]]:
         if not self.log.exists():
@@ -210,3 +265,148 @@ print([(b.login, b.port, b.control_path, b.option) for b in hop.each_bastion(arg
     # Positive control: the same through argparse when a word forces it (an unknown option is refused there).
     usage = subprocess.run([sys.executable, str(HOP), "--help"], capture_output=True, text=True)
     assert usage.returncode == 0 and "--failure-memory" in usage.stdout and "--bastion" in usage.stdout
+
+
+# --- the forward behind an answering bastion -------------------------------------------------------------------
+
+def echoed(payload: bytes) -> bytes:
+    """What the client reads from an echoing target that got ``payload`` and then the client's EOF."""
+    return BANNER + payload + f"EOF after {len(payload)} bytes\n".encode()
+
+
+def test_a_silent_forward_falls_back_remembered_per_target(tmp_path):
+    hops = Hops(tmp_path, timeout=2)
+    payload = os.urandom(200_000)  # the client speaks at once: its bytes must wait, unread, for the bastion that works
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc, took = hops.relay({FIRST: "silent", SECOND: "echo"}, payload)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert proc.returncode == 3, proc.err  # the forward's own status
+    assert proc.out == echoed(payload)
+    assert took >= 2 and hops.forwarded_via() == [FIRST, SECOND] and hops.masters() == [FIRST, SECOND]
+    # Waiting is not spinning: the hop and the fakes used little CPU over the two seconds.
+    assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 1.2
+    silent = int(Path(str(hops.log) + ".silent").read_text())
+    with pytest.raises(ProcessLookupError):  # killed and waited for, not left behind
+        os.kill(silent, 0)
+    # Remembered for this target through this bastion; the bastion itself is fine.
+    marker = hops.forward_marker(FIRST)
+    assert "forward timed out (the target sent nothing within 2s)" in marker.read_text()
+    assert not hops.marker(FIRST).exists() and not hops.forward_marker(SECOND).exists()
+    err = proc.err.decode()
+    assert f"admin@{FIRST} ({FIRST_ID}) answered, but its forward to 10.0.11.5:22 failed" in err
+    assert f"going through admin@{SECOND} instead" in err
+
+    # Within the memory the first is not asked again for this target (it would answer now): no wait.
+    hops.reset_log()
+    again, quick = hops.relay({FIRST: "echo", SECOND: "echo"}, b"again")
+    assert again.returncode == 3 and again.out == echoed(b"again"), again.err
+    assert hops.forwarded_via() == [SECOND] and quick < 2
+    # Positive control: another target still goes through the first bastion, which answers for it.
+    hops.reset_log()
+    other, _ = hops.relay({FIRST: "echo"}, b"other", target="10.0.12.7")
+    assert other.returncode == 3 and other.out == echoed(b"other") and hops.forwarded_via() == [FIRST]
+    # Once the memory has passed, the first is tried again for this target, and its success clears the marker.
+    old = time.time() - 600
+    os.utime(marker, (old, old))
+    hops.reset_log()
+    later, _ = hops.relay({FIRST: "echo"}, b"later")
+    assert later.out == echoed(b"later") and hops.forwarded_via() == [FIRST] and not marker.exists()
+
+
+def test_a_refused_forward_falls_back_at_once(tmp_path):
+    hops = Hops(tmp_path, timeout=10)
+    proc, took = hops.relay({FIRST: "refuse", SECOND: "echo"}, b"hello")
+    assert proc.returncode == 3 and proc.out == echoed(b"hello"), proc.err
+    assert hops.forwarded_via() == [FIRST, SECOND] and took < 10  # no waiting for the timeout
+    why = hops.forward_marker(FIRST).read_text()
+    assert "forward refused (ssh exited 255 before the target spoke)" in why
+    assert "administratively prohibited" in why
+
+
+def test_the_relay_is_exact_both_ways_with_the_clients_half_close(tmp_path):
+    hops = Hops(tmp_path)
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    proc, _ = hops.relay({FIRST: "echo"}, payload)
+    # Every byte back in order, and the trailer the target writes only after the client's EOF reached it.
+    assert proc.out == echoed(payload), (len(proc.out), proc.err)
+    assert proc.returncode == 3 and hops.forwarded_via() == [FIRST]
+    # Positive control for the status: a forward that exits 0 gives 0.
+    plain = hops.run({}, forward={FIRST: "print"})
+    assert plain.returncode == 0 and plain.stdout.split()[-1] == f"admin@{FIRST}"
+
+
+def test_one_bastion_execs_ssh_and_two_relay(tmp_path):
+    hops = Hops(tmp_path)
+
+    def pid_seen(command: list[str]) -> tuple[int, int]:
+        proc = subprocess.Popen(command, env=hops.env({}, {FIRST: "pid", SECOND: "pid"}), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        return proc.pid, int(out)
+
+    single = [sys.executable, str(HOP), "--ssh", str(hops.fake), "--control-path", str(hops.sockets[FIRST]),
+              "--persist", "30s", "--port", "22", "--option", f"HostKeyAlias={FIRST_ID}", f"admin@{FIRST}",
+              "10.0.11.5", "22"]
+    hop, ssh = pid_seen(single)
+    assert hop == ssh  # the hop became ssh: no relay in between
+    hop, ssh = pid_seen(hops.command(bastions=(FIRST,)))
+    assert hop == ssh  # one --bastion: the same
+    hop, ssh = pid_seen(hops.command())
+    assert hop != ssh  # two: ssh is the hop's child, relayed
+
+
+def test_every_forward_failing_names_both_bastions_and_why(tmp_path):
+    hops = Hops(tmp_path, timeout=1)
+    proc, _ = hops.relay({FIRST: "silent", SECOND: "refuse"}, b"lost?")
+    err = proc.err.decode()
+    assert proc.returncode == 255, err
+    assert "no bastion could carry the connection to 10.0.11.5 (2 tried, in order)" in err
+    first = err.index(f"admin@{FIRST} ({FIRST_ID}) answered")
+    second = err.index(f"admin@{SECOND} ({SECOND_ID}) answered")
+    assert first < second
+    assert "forward timed out" in err[first:second] and "forward refused" in err[second:]
+    assert "administratively prohibited" in err[second:]
+    summary = Path(str(hops.sockets[FIRST]) + ".all-failed")
+    assert proc.out.decode().startswith(f"SSH-fumidai-hop: no bastion could forward to the target; see {summary}")
+    # Both remembered: the next hop tries neither forward and still says why.
+    hops.reset_log()
+    again, took = hops.relay({FIRST: "echo", SECOND: "echo"})
+    assert again.returncode == 255 and hops.forwarded() == [] and took < 1
+    assert "forward timed out" in again.err.decode() and "forward refused" in again.err.decode()
+
+
+def test_one_not_answering_one_refusing_each_named_with_its_reason(tmp_path):
+    hops = Hops(tmp_path)
+    result = hops.run({FIRST: "refuse"}, forward={SECOND: "refuse"})
+    assert result.returncode == 255
+    assert result.stdout.startswith("SSH-fumidai-hop: no bastion could forward to the target")
+    assert f"admin@{FIRST} ({FIRST_ID}) failed" in result.stderr and "Connection refused" in result.stderr
+    assert f"admin@{SECOND} ({SECOND_ID}) answered, but its forward" in result.stderr
+
+
+def test_a_target_that_is_not_an_address_falls_back_unremembered(tmp_path):
+    hops = Hops(tmp_path)
+    proc, _ = hops.relay({FIRST: "refuse", SECOND: "echo"}, b"x", target="web01.internal")
+    assert proc.returncode == 3 and proc.out == echoed(b"x"), proc.err
+    assert hops.forwarded_via() == [FIRST, SECOND]
+    assert not [p for p in hops.cp.iterdir() if ".failed-" in p.name]  # no file named after it
+    # Positive control: with an address the same failure is remembered.
+    hops.relay({FIRST: "refuse", SECOND: "echo"}, b"x", target="10.0.11.8")
+    assert hops.forward_marker(FIRST, "10.0.11.8").exists()
+
+
+def test_relay_throughput_64_mib(tmp_path, capsys):
+    """Not a pass mark: the figure for the report, the hop's relay against the fake target reached directly."""
+    hops = Hops(tmp_path)
+    payload = os.urandom(64 * 1024 * 1024)
+    hops.relay({FIRST: "echo"}, b"warm")  # the master is up: what follows is the forward alone
+    proc, relayed = hops.relay({FIRST: "echo"}, payload)
+    assert proc.out == echoed(payload)
+    started = time.monotonic()
+    direct = subprocess.run([str(hops.fake), "-o", f"ControlPath={hops.sockets[FIRST]}", "-W", "10.0.11.5:22",
+                             f"admin@{FIRST}"], env=hops.env({}, {FIRST: "echo"}), input=payload, capture_output=True)
+    alone = time.monotonic() - started
+    assert direct.stdout == echoed(payload)
+    with capsys.disabled():
+        print(f"\nrelay 64 MiB each way: through the hop {relayed:.2f} s, the fake target alone {alone:.2f} s")
