@@ -25,11 +25,10 @@ import argparse
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from lab import podman
+from lab import podman, resilience
 from lab import state as lab_state
 from lab import steps as lab_steps
 
@@ -44,107 +43,26 @@ def nodes_by_name() -> dict[str, dict]:
     return {n["name"]: n for n in current["nodes"]}
 
 
-def ec2(env: dict):
-    import boto3
-
-    return boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-
-
-def default_target(client, subnet_id: str) -> str | None:
-    """The instance private-subnet-2's default route names in the local API."""
-    tables = client.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])
-    for table in tables["RouteTables"]:
-        for route in table["Routes"]:
-            if route.get("DestinationCidrBlock") == "0.0.0.0/0":
-                return route.get("InstanceId")
-    return None
-
-
-class EgressProbe(threading.Thread):
-    """web02's source address at the lab internet every ``interval`` seconds: [(monotonic time, source or None)]."""
-
-    def __init__(self, container: str, url: str, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.container, self.url, self.interval = container, url, interval
-        self.samples: list[tuple[float, str | None]] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            source = lab_steps.egress_source(self.container, self.url)
-            self.samples.append((started, source))
-            self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
-
-    def first(self, source: str, after: float) -> float | None:
-        return next((t for t, s in self.samples if t >= after and s == source), None)
-
-    def last(self, source: str, before: float) -> float | None:
-        return next((t for t, s in reversed(self.samples) if t < before and s == source), None)
-
-
-def wait_until(condition, timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
 def playbook(env: dict, name: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "ansible-playbook"), name, "-e", "@lab/vars.yml", *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
-def wait_for_instance_units(container: str, timeout: float = 120) -> None:
-    def up() -> bool:
-        proc = podman.exec_in(container, "systemctl", "is-active", "fumidai-lab-net.service", check=False)
-        return proc.stdout.decode().strip() == "active"
-    if not wait_until(up, timeout, 1):
-        raise SystemExit(f"{container} did not come back within {timeout:.0f}s")
-
-
 def nat_failover_once(env: dict, nodes: dict, interval: float, timeout: float) -> dict:
-    client = ec2(env)
-    primary, standby, web02 = nodes["nat-instance"], nodes["nat-instance-standby"], nodes["web02"]
-    subnet_id = client.describe_instances(InstanceIds=[web02["resource_id"]])["Reservations"][0]["Instances"][0][
-        "SubnetId"]
-    if default_target(client, subnet_id) != primary["resource_id"]:
-        raise SystemExit("private-subnet-2's default route does not name the NAT instance: fail back first "
-                         "(ansible-playbook playbooks/nat_failback.yml)")
     url = f"http://{lab_state.load_state()['internet_server_ip']}/"
-    probe = EgressProbe(web02["container"], url, interval)
-    probe.start()
-    try:
-        if not wait_until(lambda: [s for _, s in probe.samples[-3:]] == [primary["ip"]] * 3, 30):
-            raise SystemExit(f"web02 does not leave through the NAT instance ({primary['ip']}): {probe.samples[-3:]}")
-        stopped = time.monotonic()
-        podman.podman("stop", "-t", "2", primary["container"])
-        route_moved = None
-        deadline = stopped + timeout
-        while time.monotonic() < deadline:
-            if route_moved is None and default_target(client, subnet_id) == standby["resource_id"]:
-                route_moved = time.monotonic()
-            back = probe.first(standby["ip"], stopped)
-            if route_moved and back and len([t for t, s in probe.samples if t >= back and s == standby["ip"]]) >= 3:
-                break
-            time.sleep(0.5)
-        back = probe.first(standby["ip"], stopped)
-        last = probe.last(primary["ip"], stopped + 1e-3) or stopped
-    finally:
-        probe.stopping.set()
-        probe.join()
-    result = {"outage": (back - last) if back else float("nan"),
-              "route": (route_moved - stopped) if route_moved else float("nan")}
+    run = resilience.nat_failover(env, nodes, url, interval, timeout)
+    result = {"outage": run["outage"] if run["outage"] is not None else float("nan"),
+              "route": run["route"] if run["route"] is not None else float("nan")}
     # Fail back: the NAT instance returns, then the deliberate playbook moves the route.
+    primary = nodes["nat-instance"]
     podman.podman("start", primary["container"])
-    wait_for_instance_units(primary["container"])
+    resilience.wait_for_instance_units(primary["container"])
     started = time.monotonic()
     proc = playbook(env, "playbooks/nat_failback.yml")
     result["failback"] = time.monotonic() - started
-    if proc.returncode != 0 or default_target(client, subnet_id) != primary["resource_id"]:
+    client = resilience.ec2_client(env)
+    subnet_id = resilience.subnet_of(client, nodes["web02"]["resource_id"])
+    if proc.returncode != 0 or resilience.route_target(client, subnet_id) != primary["resource_id"]:
         raise SystemExit(f"fail-back did not return the route to the NAT instance:\n{proc.stdout[-3000:]}")
     return result
 
@@ -183,7 +101,7 @@ def bastion_fallback(env: dict, nodes: dict, repeat: int) -> dict:
             results["one down, remembered"].append(ping_private(env))
     finally:
         podman.podman("start", down["container"])
-        wait_for_instance_units(down["container"])
+        resilience.wait_for_instance_units(down["container"])
         close_masters(control_dir, forget_failures=True)
     return results
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ansible_collections.fumidai.vpc.plugins.module_utils import fumidai_host_keys as host_keys
 
-from lab import config, hostnet, podman
+from lab import config, hostnet, podman, state
 from lab.kinds import kind_of
 from lab.proc import LabError, log, write_file
 from lab.render import aws_api, instance, internet
@@ -58,7 +58,11 @@ def build_node(plan: dict, node: dict, created: set[str]) -> None:
     if kind.boots_like_an_instance:
         # An instance is rebuilt only when its own definition changes; a changed security group membership
         # (another instance joined its group) is applied in place, as AWS does, keeping its disk and host keys.
-        payload, identity = instance.boot_payload(script), [args, instance.unit()]
+        credentials = instance.profile_credentials(node, state.aws_env())
+        payload, identity = instance.boot_payload(script, credentials), [args, instance.unit()]
+        if credentials is not None:
+            # An instance launched with a profile differs from one launched without (a rebuild, as on EC2).
+            identity.append(node["instance_profile"])
     changed = podman.ensure_container(node, args, payload, identity=identity)
     if not changed and script is not None and previous != script:
         apply_net_in_place(node, net_path)

@@ -32,6 +32,7 @@ class Node:
     source_dest_check: bool = True
     key_name: str = ""   # the EC2 key pair the instance was launched with
     login_user: str = ""  # the login user of the instance's image (plugins/module_utils/login.py)
+    instance_profile: str = ""  # the ARN of the instance profile it was launched with (credentials on the host)
     network_acl: str = ""  # the ACL guarding the node's subnet (its own, else the VPC's default)
     subnet_cidrs: list[str] = field(default_factory=list)  # the subnet's IPv4 and IPv6 ranges
     notes: list[str] = field(default_factory=list)
@@ -100,7 +101,8 @@ def _instance_nodes(topo: dict, subnets: dict, model: vpc_model.VpcModel) -> dic
                     mac=eni.get("mac_address", ""), public=bool(inst.get("public_ip_address")),
                     security_groups=groups, source_dest_check=inst.get("source_dest_check", True) is not False,
                     key_name=inst.get("key_name") or "",
-                    login_user=_login_user(model, inst, topo.get("ami_os")))
+                    login_user=_login_user(model, inst, topo.get("ami_os")),
+                    instance_profile=(inst.get("iam_instance_profile") or {}).get("arn") or "")
         instance_nodes[inst["instance_id"]] = node
     return instance_nodes
 

@@ -37,7 +37,8 @@ def ansible_env() -> dict[str, str]:
             "FUMIDAI_OUTPUTS_FILE": str(config.CACHE / "outputs.yml")}
 
 
-def playbook(name: str, *extra: str) -> None:
+def playbook_command(name: str, *extra: str) -> list[str]:
+    """ansible-playbook with the lab's variables: its vars file, web instances, image OS and topology."""
     cmd = ["ansible-playbook", name, "-e", f"@{config.LAB_VARS.relative_to(config.ROOT)}"]
     if config.WEB_INSTANCES_FILE.exists():
         cmd += ["-e", f"@{config.WEB_INSTANCES_FILE.relative_to(config.ROOT)}"]
@@ -47,7 +48,11 @@ def playbook(name: str, *extra: str) -> None:
         cmd += ["-e", f"ami_os={ami_os}"]
     if settings.topology_file().exists():
         cmd += ["-e", f"@{settings.topology_file().relative_to(config.ROOT)}"]
-    cmd += extra
+    return [*cmd, *extra]
+
+
+def playbook(name: str, *extra: str) -> None:
+    cmd = playbook_command(name, *extra)
     log("$ " + shlex.join(cmd))
     proc = subprocess.run(cmd, cwd=config.ROOT, env=ansible_env())
     if proc.returncode != 0:
@@ -189,12 +194,15 @@ def write_env_file() -> None:
     write_file(config.CACHE / "env.sh", "\n".join(lines) + "\n")
 
 
-def step_configure() -> None:
-    # site.yml ends by waiting until the ALB serves every web host; from the office the lab's ALB is reached
-    # at its lab address (moto's DNS name is a real-world name, never used).
+def alb_ready_args() -> list[str]:
+    """site.yml ends by waiting until the ALB serves every web host; from the office the lab's ALB is reached
+    at its lab address (moto's DNS name is a real-world name, never used)."""
     current = state.load_state()
-    extra = ["-e", f"aws_alb_ready_url=http://{current['albs'][0]['ip']}/"] if current and current.get("albs") else []
-    playbook("site.yml", *extra)
+    return ["-e", f"aws_alb_ready_url=http://{current['albs'][0]['ip']}/"] if current and current.get("albs") else []
+
+
+def step_configure() -> None:
+    playbook("site.yml", *alb_ready_args())
 
 
 def step_ssh_config() -> None:

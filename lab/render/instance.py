@@ -73,8 +73,21 @@ def run_args(plan: dict, node: dict, files_dir: Path) -> list[str]:
             "--sysctl", "net.ipv4.ip_forward=0", config.IMAGE]
 
 
-def boot_payload(script: str) -> bytes:
-    """A tar of the files the instance gets before it boots (its 'user data')."""
+def profile_credentials(node: dict, aws_env: dict[str, str]) -> str | None:
+    """The lab's stand-in for an instance profile: on EC2 boto3 on the instance gets the profile's role
+    credentials from the instance metadata service; the lab has none, so an instance launched with a profile
+    gets the local API's credentials in root's shared credentials file (where boto3 looks before IMDS).
+    None for an instance without a profile: it has no credentials at all, as on EC2."""
+    if not node.get("instance_profile"):
+        return None
+    return ("# The lab's stand-in for the instance profile's credentials (python -m lab)\n"
+            "[default]\n"
+            f"aws_access_key_id = {aws_env['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {aws_env['AWS_SECRET_ACCESS_KEY']}\n")
+
+
+def boot_payload(script: str, credentials: str | None = None) -> bytes:
+    """A tar of the files the instance gets before it boots (its 'user data'; the profile's credentials)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         def add(path: str, data: str, mode: int) -> None:
@@ -86,4 +99,9 @@ def boot_payload(script: str) -> bytes:
         link = tarfile.TarInfo(f"etc/systemd/system/multi-user.target.wants/{UNIT_NAME}")
         link.type, link.linkname = tarfile.SYMTYPE, f"/etc/systemd/system/{UNIT_NAME}"
         tar.addfile(link)
+        if credentials is not None:
+            folder = tarfile.TarInfo("root/.aws")
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+            tar.addfile(folder)
+            add("root/.aws/credentials", credentials, 0o600)
     return buf.getvalue()

@@ -25,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "iam"
-POLICY_FILES = {"readonly": DOCS / "fumidai-readonly.json", "provision": DOCS / "fumidai-provision.json"}
+POLICY_FILES = {"readonly": DOCS / "fumidai-readonly.json", "provision": DOCS / "fumidai-provision.json",
+                "nat-standby": DOCS / "fumidai-provision-nat-standby.json"}
 SAR_FILE = DOCS / "service-authorization.json"
 
 # AWS: "No permissions are required to perform this operation", even under an explicit Deny (moto agrees).
@@ -49,7 +50,17 @@ CREATES = {
     "elasticloadbalancing:CreateLoadBalancer": ["loadbalancer/app"],
     "elasticloadbalancing:CreateTargetGroup": ["targetgroup"],
     "elasticloadbalancing:CreateListener": ["listener/app"],
+    "iam:CreateRole": ["role"],
+    "iam:CreateInstanceProfile": ["instance-profile"],
 }
+# What AWS authorises besides the call when tags are applied on create, per service (and IAM resource type).
+TAG_ON_CREATE = {"ec2": "ec2:CreateTags", "elasticloadbalancing": "elasticloadbalancing:AddTags",
+                 "role": "iam:TagRole", "instance-profile": "iam:TagInstanceProfile"}
+# Calls that pass an IAM role to a service, which AWS authorises as iam:PassRole on that role with the service
+# in iam:PassedToService: launching an instance with an instance profile passes the profile's role to EC2,
+# and so does putting a role into an instance profile (IAM API Reference, AddRoleToInstanceProfile: "The caller
+# of this operation must be granted the PassRole permission on the IAM role").
+PASSES_ROLE = {"ec2:RunInstances": "ec2.amazonaws.com", "iam:AddRoleToInstanceProfile": "ec2.amazonaws.com"}
 # Calls that create something without a Create/Allocate/Import/Run name, or with one but creating nothing
 # IAM authorises separately (a rule inside a security group, a route inside a route table, an association).
 CREATES_NOTHING_SEPARATE = {"ec2:CreateRoute", "ec2:CreateTags", "ec2:AuthorizeSecurityGroupIngress",
@@ -82,7 +93,12 @@ class Check:
 
 # --------------------------------------------------------------------------- loading
 def load_policy(name: str) -> dict:
-    return json.loads(POLICY_FILES[name].read_text(encoding="utf-8"))
+    """One document of docs/iam/, or several attached together ("provision+nat-standby"): IAM evaluates the
+    identity's policies as one set of statements."""
+    documents = [json.loads(POLICY_FILES[part].read_text(encoding="utf-8")) for part in name.split("+")]
+    if len(documents) == 1:
+        return documents[0]
+    return {"Version": "2012-10-17", "Statement": [s for d in documents for s in statements(d)]}
 
 
 def load_sar() -> dict:
@@ -209,6 +225,8 @@ def _arn(entry: dict, rtype: str, resource_id: str) -> str:
     service = "elasticloadbalancing" if "/" in rtype or rtype == "targetgroup" else "ec2"
     if resource_id.startswith("arn:"):
         return resource_id
+    if rtype in IAM_NAME_PARAM:  # global: no region; named, not numbered
+        return f"arn:aws:iam::{entry['account']}:{rtype}/{entry['params'].get(IAM_NAME_PARAM[rtype], resource_id)}"
     account = "" if rtype == "image" else entry["account"]
     return f"arn:aws:{service}:{entry['region']}:{account}:{rtype}/{resource_id}"
 
@@ -248,7 +266,7 @@ def _tag_context(tags: dict[str, str], kind: str) -> dict:
             context["aws:tagkeys"] = sorted(tags)
     else:
         for key, value in tags.items():
-            for prefix in ("aws", "ec2", "elasticloadbalancing"):
+            for prefix in ("aws", "ec2", "elasticloadbalancing", "iam"):
                 context[f"{prefix}:resourcetag/{key}".lower()] = value
     return context
 
@@ -262,6 +280,17 @@ def _new_resource_context(entry: dict, rtype: str, index: str = "") -> dict:
     if rtype == "volume" and f"BlockDeviceMapping.{index}.Ebs.Encrypted" in params:
         context["ec2:encrypted"] = params[f"BlockDeviceMapping.{index}.Ebs.Encrypted"]
     return context
+
+
+# The parameter that names a new IAM resource (its ARN is known before it exists).
+IAM_NAME_PARAM = {"role": "RoleName", "instance-profile": "InstanceProfileName"}
+
+
+def _passed_roles(entry: dict) -> list[str]:
+    """ARNs of the roles a call passes to a service (PASSES_ROLE)."""
+    if entry["action"] == "iam:AddRoleToInstanceProfile":
+        return [r["id"] for r in entry.get("resources", []) if r["type"] == "role"]
+    return [arn for r in entry.get("resources", []) if r["type"] == "instance-profile" for arn in r.get("roles", [])]
 
 
 def checks_for(entry: dict, sar: dict) -> list[Check]:
@@ -283,9 +312,12 @@ def checks_for(entry: dict, sar: dict) -> list[Check]:
     tags_by_type = requested_tags(entry)
     direct_tagging = action in ("ec2:CreateTags", "elasticloadbalancing:AddTags")
     checks = []
+    for role in _passed_roles(entry) if action in PASSES_ROLE else []:
+        checks.append(Check("iam:PassRole", role, {**base, "iam:passedtoservice": PASSES_ROLE[action]},
+                            f"{call}, passes the role"))
     for resource in entry.get("resources", []):
         rtype = resource["type"]
-        if rtype not in types or resource.get("exists") is False:
+        if rtype not in types or (resource.get("exists") is False and rtype in CREATES.get(action, [])):
             continue  # not an IAM resource of this action (a route's target, ...), or the one it creates
         context = {**base, **_tag_context(resource["tags"], "resource")}
         if resource.get("owner"):
@@ -304,6 +336,8 @@ def checks_for(entry: dict, sar: dict) -> list[Check]:
         # and target groups by name and ID.
         if rtype == "key-pair":
             resource_id = entry["params"].get("KeyName", "(new)")
+        elif rtype in IAM_NAME_PARAM:
+            resource_id = entry["params"].get(IAM_NAME_PARAM[rtype], "(new)")
         elif rtype in ("loadbalancer/app", "targetgroup"):
             resource_id = f"{entry['params'].get('Name', '')}/(new)"
         else:
@@ -316,10 +350,12 @@ def checks_for(entry: dict, sar: dict) -> list[Check]:
             arn = _arn(entry, rtype, resource_id)
             context = {**base, **_tag_context(tags, "request"), **_new_resource_context(entry, rtype, index)}
             checks.append(Check(action, arn, context, call))
-            if tags:  # tag on create: AWS authorises the tagging action too, naming the creating action
+            if tags:  # tag on create: AWS authorises the tagging action too (EC2 and ELB name the creating action)
                 service, creating = action.split(":", 1)
-                tagging = "ec2:CreateTags" if service == "ec2" else "elasticloadbalancing:AddTags"
-                tag_context = {**base, **_tag_context(tags, "request"), f"{service}:createaction": creating}
+                tagging = TAG_ON_CREATE[rtype if service == "iam" else service]
+                tag_context = {**base, **_tag_context(tags, "request")}
+                if service != "iam":
+                    tag_context[f"{service}:createaction"] = creating
                 checks.append(Check(tagging, arn, tag_context, f"{call}, tag on create"))
     return checks or [Check(action, "*", base, call)]
 
@@ -374,9 +410,12 @@ def lint(policy: dict, sar: dict) -> list[str]:
                     known = sorted(types) or "no resource-level permissions: it needs Resource *"
                     problems.append(f"{sid}: {service}:{name} has no resource type matching {resources} ({known})")
                 keys = set(row.get("", []))
+                # IAM's reference lists a resource type's keys (aws:ResourceTag on a role) once, in its Resource
+                # types table, not in each action's row: they apply to every action on that type.
+                type_keys = sar[service].get("resource_condition_keys", {})
                 for rtype, rkeys in row.items():
                     if rtype.rstrip("*").rstrip("/") in covered:
-                        keys |= set(rkeys)
+                        keys |= set(rkeys) | set(type_keys.get(rtype.rstrip("*").rstrip("/"), []))
                 for pairs in statement.get("Condition", {}).values():
                     for key in pairs:
                         if _sar_key(key) not in keys:

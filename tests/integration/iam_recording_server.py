@@ -7,7 +7,8 @@ IAM policy test (tests/integration/test_iam_policies.py).
 Every call that reaches moto's dispatcher is one JSON line: the IAM action (the signing service prefix and
 the operation, as moto's own IAM check names it), the access key that signed it, the request parameters, the
 answer's HTTP status and error code, and, for each resource the call acts on, what IAM conditions read from
-it as it was *before* the call ran: its type, its tags, an image's owner. The test evaluates the full policy
+it as it was *before* the call ran: its type, its tags, an image's owner (IAM roles and instance profiles
+too, named by their names, with the roles a profile holds). The test evaluates the full policy
 documents, conditions included, against these lines; moto itself enforces only their Action element
 (docs/iam.md, "How it is tested").
 
@@ -40,6 +41,10 @@ ELB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[^:]+:\d+:(loadbalan
 # (a security group rule's source group, a listener action's target group) are not IAM resources
 # of the call.
 ACTED_ON = re.compile(r"^(NetworkInterface\.\d+\.)?[A-Za-z]+(\.(member\.)?\d+)?$")
+# IAM parameters naming a role or an instance profile (IAM names them, not IDs): the resource and, for a
+# profile an instance is launched with, the roles it holds (the roles RunInstances passes to EC2).
+IAM_NAMED = {"RoleName": "role", "InstanceProfileName": "instance-profile",
+             "IamInstanceProfile.Name": "instance-profile", "IamInstanceProfile.Arn": "instance-profile"}
 ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>|\"__type\"\s*:\s*\"(?:[^\"#]*#)?([^\"]+)\"")
 
 
@@ -72,6 +77,31 @@ def acted_on(params: dict) -> list[tuple[str, str]]:
             if isinstance(item, str) and (name == "KeyName" or EC2_ID.match(item) or ELB_ARN.match(item)):
                 pairs.append((name, item))
     return pairs
+
+
+def iam_states(account: str, params: dict) -> list[dict]:
+    """The IAM roles and instance profiles a request names, as moto holds them before the call: ARN, tags,
+    whether they exist (a create names one that does not yet), and a profile's roles."""
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[account]["global"]
+    found = []
+    for name, rtype in IAM_NAMED.items():
+        value = params.get(name)
+        if not isinstance(value, str):
+            continue
+        if rtype == "role":
+            entity = next((r for r in iam.roles.values() if r.name == value), None)
+            arn = f"arn:aws:iam::{account}:role/{value}"
+        else:
+            entity = next((p for p in iam.instance_profiles.values() if value in (p.name, p.arn)), None)
+            arn = value if value.startswith("arn:") else f"arn:aws:iam::{account}:instance-profile/{value}"
+        state = {"id": entity.arn if entity else arn, "type": rtype, "exists": entity is not None,
+                 "tags": {t["Key"]: t.get("Value", "") for t in (entity.tags if entity else [])}}
+        if rtype == "instance-profile":
+            state["roles"] = [r.arn for r in entity.roles] if entity else []
+        found.append(state)
+    return found
 
 
 def resource_states(account: str, region: str, params: dict) -> list[dict]:
@@ -119,7 +149,7 @@ def resource_states(account: str, region: str, params: dict) -> list[dict]:
                     add(getattr(address.eni, "id", ""), "network-interface", via=value)
         else:
             add(value, EC2_TYPES[value.split("-")[0]])
-    return list(found.values())
+    return list(found.values()) + iam_states(account, params)
 
 
 def signing_scope(headers) -> tuple[str, str]:

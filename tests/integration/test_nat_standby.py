@@ -12,9 +12,11 @@ import urllib.request
 
 import boto3
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from tests.integration import iam_policy, provisioned
+from tests.integration.test_iam_nat_standby import printed
 from tests.support.aws_plans import REGION
 from tests.support.playbook import run_playbook
 
@@ -195,6 +197,11 @@ def test_provisioning_keeps_a_route_the_standby_took_over(stack):
     proc = run_playbook("playbooks/provision.yml", *stack.extra, env=stack.env)
     assert proc.returncode == 0 and changed_zero(proc), proc.stdout[-3000:]
     assert default_target(ec2, table) == standby  # failing back is nat_failback.yml's, never provisioning's
+    # Provisioning says which NAT instance forwards now (roles/aws_outputs): the standby; the file lists it.
+    assert printed(proc.stdout, "nat_instance_active") == {"name": "nat-instance-standby", "instance_id": standby,
+                                                          "route_table_id": table, "routes_subnet": "private-subnet-2"}
+    outputs = yaml.safe_load(stack.outputs.read_text())
+    assert outputs["nat_instance_standby"]["instance_id"] == standby != outputs["nat_instance"]["instance_id"]
 
 
 # --------------------------------------------------------------------------- fail-back

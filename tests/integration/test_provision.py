@@ -398,6 +398,8 @@ def test_outputs_file_matches_what_exists(state, instances, alb, eips, vpc, subn
     assert outputs["vpc_id"] == vpc["VpcId"]
     assert outputs["subnet_ids"] == {name: s["SubnetId"] for name, s in subnets.items()}
     assert outputs["ssh_user"] == "admin"
+    # Only with nat_instance_standby (tests/integration/test_nat_standby.py): the default outputs are unchanged.
+    assert "nat_instance_standby" not in outputs and "nat_instance_active" not in outputs
 
 
 def test_outputs_printed(state):

@@ -35,8 +35,10 @@ EGRESS_FILE = lab_config.EGRESS_FILE
 
 
 def pytest_collection_modifyitems(items):
-    """test_login_identity builds and removes a lab of its own: it runs before the session's lab is up."""
-    items.sort(key=lambda item: item.module.__name__ != "tests.lab.test_login_identity")
+    """test_login_identity builds and removes a lab of its own: it runs before the session's lab is up.
+    test_resilience turns the session's lab into one with a bastion per zone and a standby NAT instance: last."""
+    items.sort(key=lambda item: (item.module.__name__ != "tests.lab.test_login_identity",
+                                 item.module.__name__ == "tests.lab.test_resilience"))
 
 
 @dataclass

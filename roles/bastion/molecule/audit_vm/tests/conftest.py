@@ -52,7 +52,7 @@ def ssh_config(tmp_path_factory) -> Path:
         "  StrictHostKeyChecking yes\n"
         "  BatchMode yes\n"
         "  LogLevel ERROR\n"
-        "  ConnectTimeout 30\n"
+        "  ConnectTimeout 90\n"
     )
     return path
 
