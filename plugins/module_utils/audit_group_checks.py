@@ -31,6 +31,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import (
     is_nat_standby,
     label,
     nat_standby_problems,
+    probe_routes_to,
     route_table_for_subnet,
     route_target,
 )
@@ -205,6 +206,11 @@ def nat_standby_notes(nats: list[dict], subnets: list[dict], route_tables: list[
         state = "the active one after a failover (fail back with playbooks/nat_failback.yml)" \
             if standby in active else "standing by"
         problems = nat_standby_problems(standby)
+        primaries = [n for n in peers if not is_nat_standby(n)]
+        own_table = route_table_for_subnet(standby.get("subnet_id"), standby.get("vpc_id"), route_tables)
+        if standby not in active and primaries and not probe_routes_to(own_table, primaries[0]):
+            problems.append("it cannot probe the active NAT instance (its subnet's route table sends no /32, the "
+                            "watchdog's probe address, to it: provision again)")
         ready = ("could not take over: " + "; ".join(problems)) if problems else \
             f"ready (running, source/destination check off, instance profile {instance_profile_name(standby)})"
         notes.append(f"active NAT instance: {routed}; {who} is {state}, {ready}")

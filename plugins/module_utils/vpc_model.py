@@ -82,6 +82,26 @@ def nat_standby_problems(instance: dict) -> list[str]:
     return problems
 
 
+def probe_routes_to(route_table: dict | None, instance: dict) -> list[str]:
+    """The /32 destinations a route table sends to ``instance`` (by instance ID or one of its ENIs): the standby NAT
+    instance's subnet's table carries its watchdog's probe address so, to the active NAT instance."""
+    if not route_table:
+        return []
+    enis = {eni.get("network_interface_id") for eni in instance.get("network_interfaces") or []} - {None}
+    found = []
+    for route in route_table.get("routes") or []:
+        try:  # read from AWS: shown only once parsed (an IPv4 /32, printed by ipaddress)
+            network = ipaddress.IPv4Network(str(route.get("destination_cidr_block") or ""))
+        except ValueError:
+            continue
+        if network.prefixlen != 32 or route.get("state", "active") != "active":
+            continue
+        by_id = route.get("instance_id") and route.get("instance_id") == instance.get("instance_id")
+        if by_id or route.get("network_interface_id") in enis:
+            found.append(str(network))
+    return found
+
+
 def instance_profile_name(instance: dict) -> str:
     """The attached instance profile's name (from its ARN, shown escaped), or ''."""
     arn = (instance.get("iam_instance_profile") or {}).get("arn") or ""

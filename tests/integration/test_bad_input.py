@@ -80,6 +80,14 @@ CASES = [
     ("web-instance-unknown-subnet", {"web_instances": [{"name": "web01", "subnet": "private-subnet-9"}]},
      ["web_instances[0] (web01)", "private-subnet-9", "not a subnet"]),
     ("ami-os-unknown", {"ami_os": "windows"}, ["ami_os", "windows"]),
+    # The standby watchdog's probe (nat_instance_standby): provisioning routes the probe address's /32.
+    ("standby-probe-address-cidr", {"nat_instance_standby": True, "nat_instance_watchdog_probe_address": "1.1.1.1/32"},
+     ["nat_instance_watchdog_probe_address", 'got "1.1.1.1/32"', "two different IPv4 addresses (not names or CIDRs)"]),
+    ("standby-probe-control-same", {"nat_instance_standby": True, "nat_instance_watchdog_control_address": "1.1.1.1"},
+     ["nat_instance_watchdog_control_address (reached directly, got \"1.1.1.1\")", "two different IPv4 addresses"]),
+    ("standby-probe-port-not-forwarded", {"nat_instance_standby": True, "nat_instance_watchdog_probe_port": 8080},
+     ["nat_instance_watchdog_probe_port (8080)",
+      "a TCP port the NAT instance forwards (nat_instance_forward_ports: 80, 443)"]),
 ]
 
 

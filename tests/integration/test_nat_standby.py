@@ -23,6 +23,8 @@ from tests.support.playbook import run_playbook
 ROLE = f"fumidai-nat-watchdog-{REGION}"
 POLICY = "replace-nat-route"
 AUTH_ERRORS = {"AccessDenied", "UnauthorizedOperation", "AccessDeniedException"}
+# roles/settings' defaults: the watchdog probes 1.1.1.1:443 through the active NAT instance.
+PROBE_ROUTE, PROBE_PORT = "1.1.1.1/32", 443
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +105,45 @@ def test_standby_is_launched_in_the_other_public_subnet_with_the_profile(stack):
          "Resource": "*"}]
     assert default_target(ec2, table) == active["InstanceId"]
 
-    # The NAT group admits the watchdog's probe (TCP 80) from itself, i.e. from the NAT instances only.
+    # The NAT group admits the watchdog's probe (TCP 443, nat_instance_watchdog_probe_port's default) from itself,
+    # i.e. from the NAT instances only.
     group = ec2.describe_security_groups(GroupIds=[active["SecurityGroups"][0]["GroupId"]])["SecurityGroups"][0]
     from_groups = [(p["IpProtocol"], p["FromPort"], pair["GroupId"]) for p in group["IpPermissions"]
                    for pair in p["UserIdGroupPairs"]]
-    assert ("tcp", 80, group["GroupId"]) in from_groups
-    assert [g for g in from_groups if g[2] == group["GroupId"]] == [("tcp", 80, group["GroupId"])]
+    assert ("tcp", PROBE_PORT, group["GroupId"]) in from_groups
+    assert [g for g in from_groups if g[2] == group["GroupId"]] == [("tcp", PROBE_PORT, group["GroupId"])]
+
+
+def routes_of(table: dict) -> dict[str, str]:
+    """A table's routes: destination -> target (gateway, or instance)."""
+    return {r["DestinationCidrBlock"]: r.get("InstanceId") or r.get("GatewayId") or r.get("NatGatewayId")
+            for r in table["Routes"] if "DestinationCidrBlock" in r}
+
+
+def subnets_of(table: dict) -> list[str]:
+    return sorted(a["SubnetId"] for a in table.get("Associations", []) if a.get("SubnetId"))
+
+
+def test_the_standby_subnet_has_its_own_table_sending_the_probe_address_to_the_active(stack):
+    """On AWS the standby cannot use the active NAT instance (another subnet) as its next hop: its subnet's table
+    sends <probe address>/32 to the active, and the active's own subnet has no such route (it would loop)."""
+    ec2 = stack.client("ec2")
+    nats = nat_instances(ec2)
+    active, standby = nats["nat-instance"], nats["nat-instance-standby"]
+    by_id = {t["RouteTableId"]: t for t in ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [active["VpcId"]]}])["RouteTables"]}
+    by_name = tables(ec2, active["VpcId"])
+    own, public = by_id[by_name["fumidai-public-standby"]], by_id[by_name["fumidai-public"]]
+    igw = routes_of(public)["0.0.0.0/0"]
+    assert igw.startswith("igw-")
+    assert tagged(own) == {"Name": "fumidai-public-standby", "Project": "fumidai"}
+    assert subnets_of(own) == [standby["SubnetId"]]
+    assert routes_of(own) == {"10.0.0.0/16": "local", "0.0.0.0/0": igw, PROBE_ROUTE: active["InstanceId"]}
+    # The active's subnet keeps the public table, without the /32 (positive control: its default route is there).
+    assert subnets_of(public) == [active["SubnetId"]]
+    assert routes_of(public) == {"10.0.0.0/16": "local", "0.0.0.0/0": igw}
+    # No other table of the VPC carries the probe route.
+    assert [t for t in by_id.values() if PROBE_ROUTE in routes_of(t)] == [own]
 
 
 def test_a_second_run_changes_nothing(stack):
@@ -149,7 +184,7 @@ def test_watchdog_policy_replaces_only_the_nat_subnets_route(stack):
 
     assert check("ec2:ReplaceRoute", table)  # positive control
     others = [t for name, t in by_name.items() if t != table]
-    assert len(others) >= 3  # public, private-subnet-1, main
+    assert len(others) >= 4  # public, public-standby, private-subnet-1, main
     assert not any(check("ec2:ReplaceRoute", t) for t in others)
     assert not check("ec2:ReplaceRoute", table, region="us-east-1")
     assert not check("ec2:ReplaceRoute", table, owner="210987654321")
@@ -252,9 +287,12 @@ def test_teardown_removes_the_standby_its_profile_and_role(stack):
     assert check.returncode == 0 and "Teardown would delete the standby NAT watchdog's instance profile and IAM role " \
         f"(with its inline policy) {ROLE}" in said, check.stdout[-3000:]
     assert iam.get_role(RoleName=ROLE)  # check mode deleted nothing
+    named = [{"Name": "tag:Name", "Values": ["fumidai-public-standby"]}]
+    assert len(ec2.describe_route_tables(Filters=named)["RouteTables"]) == 1  # positive control, before
     proc = run_playbook("playbooks/teardown.yml", env=stack.env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert nat_instances(ec2) == {}
+    assert ec2.describe_route_tables(Filters=named)["RouteTables"] == []
     for call in (lambda: iam.get_role(RoleName=ROLE), lambda: iam.get_instance_profile(InstanceProfileName=ROLE)):
         assert _error(call) == "NoSuchEntity"
     again = run_playbook("playbooks/teardown.yml", env=stack.env)

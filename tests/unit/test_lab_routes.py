@@ -70,6 +70,27 @@ def test_a_more_specific_route_to_an_instance_reaches_every_node_of_the_subnet()
     assert not [line for line in script_lines(plan, "web02") if "proto 77" in line and "replace" in line]
 
 
+def test_a_probe_route_in_the_standby_subnets_own_table_reaches_that_subnets_nodes_only():
+    """nat_instance_standby: public-subnet-1 (the standby's) has a table of its own with the probe address's /32 to
+    the active NAT instance; public-subnet-2 (the active's) keeps the public table, without it (it would loop)."""
+    topology = topo([], "i-000000000000000a1")
+    public = topology["route_tables"][0]
+    public["associations"] = [{"subnet_id": "subnet-pub2"}]
+    topology["route_tables"].append(
+        {"route_table_id": "rtb-public-standby", "vpc_id": "vpc-1", "associations": [{"subnet_id": "subnet-pub1"}],
+         "routes": [*public["routes"], PROBE_ROUTE]})
+    plan = build_plan(topology, OFFICE)
+    for name in ("bastion", "nat-instance-standby"):
+        assert node(plan, name)["routes"] == [{"cidr": "198.18.0.12/32", "via": "10.0.2.10"}]
+        assert node(plan, name)["default_via"] == plan["igw_ip"]
+        assert "ip route replace 198.18.0.12/32 via 10.0.2.10 dev eth0 proto 77" in script_lines(plan, name)
+    # The active NAT instance's subnet: the same default route, no probe route (and none rendered).
+    assert node(plan, "nat-instance")["routes"] == []
+    assert node(plan, "nat-instance")["default_via"] == plan["igw_ip"]
+    assert not [line for line in script_lines(plan, "nat-instance") if "198.18.0.12" in line]
+    assert node(plan, "web02")["routes"] == [] and node(plan, "web02")["default_via"] == "10.0.2.10"
+
+
 def test_a_re_run_removes_routes_the_table_no_longer_has_before_adding_the_current_ones():
     lines = script_lines(build_plan(topo([PROBE_ROUTE], "i-000000000000000a1"), OFFICE), "bastion")
     flush = lines.index("ip route flush proto 77 2>/dev/null || true")

@@ -24,8 +24,9 @@ SELF, PEER, TABLE = "i-standby", "i-active", "rtb-0123456789abcdef0"
 
 def config(**overrides) -> watchdog.Config:
     values = {"region": "ap-northeast-1", "route_table_id": TABLE, "self_instance_id": SELF,
-              "peer_instance_id": PEER, "peer_ip": "10.0.2.10", "probe_host": "198.18.0.10", "probe_port": 80,
-              "failures_before_failover": 3, "route_check_every": 1000}
+              "peer_instance_id": PEER, "peer_ip": "10.0.2.10", "probe_address": "198.18.0.12",
+              "control_address": "198.18.0.10", "probe_port": 80, "failures_before_failover": 3,
+              "route_check_every": 1000}
     return watchdog.Config(**{**values, **overrides})
 
 
@@ -151,8 +152,8 @@ def test_check_peer_exit_codes(capsys):
 
 def test_config_is_validated(tmp_path):
     good = {"region": "ap-northeast-1", "route_table_id": TABLE, "self_instance_id": SELF,
-            "peer_instance_id": PEER, "peer_ip": "10.0.2.10", "probe_host": "198.18.0.10", "probe_port": 80,
-            "endpoint_url": "", "unknown_key_is_ignored": 1}
+            "peer_instance_id": PEER, "peer_ip": "10.0.2.10", "probe_address": "198.18.0.12",
+            "control_address": "198.18.0.10", "probe_port": 80, "endpoint_url": "", "unknown_key_is_ignored": 1}
     path = tmp_path / "nat-watchdog.json"
     path.write_text(json.dumps(good))
     assert watchdog.Config.load(str(path)).probe_port == 80
@@ -160,6 +161,33 @@ def test_config_is_validated(tmp_path):
     with pytest.raises(ValueError, match="peer_ip .* not an IPv4 address") as raised:
         watchdog.Config.load(str(path))
     assert "same instance" in str(raised.value)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"probe_address": "198.18.0.12/32"}, "probe_address '198.18.0.12/32' is not an IPv4 address"),
+    ({"control_address": "one.one.one.one"}, "control_address 'one.one.one.one' is not an IPv4 address"),
+    ({"probe_address": "1.1"}, "probe_address '1.1' is not an IPv4 address"),
+    ({"control_address": "198.18.0.12"}, "probe_address and control_address are the same address"),
+    ({"probe_port": 0}, "probe_port 0 is not a port"),
+])
+def test_probe_and_control_addresses_are_validated(tmp_path, change, problem):
+    path = tmp_path / "nat-watchdog.json"
+    good = {**config().__dict__}
+    path.write_text(json.dumps(good))
+    assert watchdog.main(["--check-config", "--config", str(path)]) == 0  # positive control
+    path.write_text(json.dumps({**good, **change}))
+    with pytest.raises(ValueError, match=problem):
+        watchdog.Config.load(str(path))
+    assert watchdog.main(["--check-config", "--config", str(path)]) == 3
+
+
+def test_a_configuration_of_the_fwmark_design_is_refused(tmp_path):
+    """A file written before the probe used the subnet's route table (probe_host, fwmark, ...) has no probe or
+    control address: --check-config refuses it, so the role never installs a watchdog that cannot probe."""
+    old = {k: v for k, v in config().__dict__.items() if k not in ("probe_address", "control_address")}
+    path = tmp_path / "nat-watchdog.json"
+    path.write_text(json.dumps({**old, "probe_host": "198.18.0.12", "fwmark": 20033, "routing_table": 4941}))
+    assert watchdog.main(["--check-config", "--config", str(path)]) == 3
 
 
 # --------------------------------------------------------------------------- the script against moto
@@ -190,30 +218,34 @@ def test_script_fails_over_in_moto_and_only_reports_after():
             == [stack.nat_gateway_id]
 
 
-def test_probe_routing_is_set_up_once_and_only_for_marked_packets(monkeypatch):
-    """ip rule fwmark -> table (added only when missing), that table's default route via the peer (onlink)."""
-    rules = [{"priority": 0, "src": "all", "table": "local"}, {"priority": 32766, "src": "all", "table": "main"}]
-    calls = []
+def test_the_probes_are_plain_tcp_connects_routed_by_the_kernel(monkeypatch):
+    """No firewall mark, rule or routing table of its own: the probe connects to the probe address, the control
+    to the control address, same port; which way each goes is the routing's business (the VPC route table)."""
+    listener = watchdog.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    open_port = listener.getsockname()[1]
+    try:
+        assert watchdog.tcp_probe("127.0.0.1", open_port, 2.0)  # positive control: something listens
+        calls = []
+        real_socket = watchdog.socket.socket
 
-    def fake_ip(*args):
-        calls.append(args)
-        out = ""
-        if args[:4] == ("-j", "-4", "route", "show"):
-            out = json.dumps([{"dst": "default", "gateway": "10.0.1.1", "dev": "eth0"}])
-        elif args[:3] == ("-j", "-4", "rule"):
-            out = json.dumps(rules)
-        elif args[:3] == ("-4", "rule", "add"):
-            rules.append({"priority": 4941, "src": "all", "fwmark": "0x4e41", "table": "4941"})
-        return watchdog.subprocess.CompletedProcess(["ip", *args], 0, out, "")
+        class RecordingSocket(real_socket):
+            def setsockopt(self, *args):
+                calls.append(("setsockopt", *args))
+                return super().setsockopt(*args)
 
-    monkeypatch.setattr(watchdog, "_ip", fake_ip)
-    cfg = config(peer_ip="10.0.2.10", fwmark=0x4E41, routing_table=4941, rule_priority=4941)
-    watchdog.ensure_probe_routing(cfg)
-    watchdog.ensure_probe_routing(cfg)
-    added = [c for c in calls if c[:3] == ("-4", "rule", "add")]
-    assert added == [("-4", "rule", "add", "fwmark", "0x4e41", "table", "4941", "priority", "4941")]
-    replaced = [c for c in calls if c[:3] == ("-4", "route", "replace")]
-    assert replaced == [("-4", "route", "replace", "default", "via", "10.0.2.10", "dev", "eth0", "onlink",
-                         "table", "4941")] * 2
-    # Nothing touches the main table or adds a rule without the mark.
-    assert not [c for c in calls if "main" in c or (c[:3] == ("-4", "rule", "add") and "fwmark" not in c)]
+            def connect(self, address):
+                calls.append(("connect", address))
+                return super().connect(address)
+
+        monkeypatch.setattr(watchdog.socket, "socket", RecordingSocket)
+        cfg = config(probe_address="127.0.0.1", control_address="127.0.0.2", probe_port=open_port, timeout=1.0)
+        probes = watchdog.real_probes(cfg)
+        assert probes.through_peer() is True
+        probes.direct()  # 127.0.0.2 is loopback too on Linux, but the listener is bound to 127.0.0.1 only
+        assert calls == [("connect", ("127.0.0.1", open_port)), ("connect", ("127.0.0.2", open_port))]
+    finally:
+        listener.close()
+    # Nobody listens any more: refused, reported as a failed probe (never an exception).
+    assert watchdog.tcp_probe("127.0.0.1", open_port, 1.0) is False

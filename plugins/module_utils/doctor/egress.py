@@ -16,6 +16,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_model import (
     is_nat_standby,
     label,
     nat_standby_problems,
+    probe_routes_to,
     route_target,
 )
 from ansible_collections.fumidai.vpc.plugins.module_utils.vpc_rules import sg_allows
@@ -140,16 +141,29 @@ def _nat_standby(walk: Walk, target: dict, hop_target: tuple[str, str]) -> None:
                                                 f"the NAT instance forwards again")
             continue
         problems = nat_standby_problems(standby)
+        table = state.route_table(standby["subnet_id"])
+        probes = probe_routes_to(table, active)
         if problems:
             walk.hop("standby NAT instance", PASS, f"{role_label('nat-instance', active)} is active; {who} could "
                                                    f"not take over: {'; '.join(problems)}",
                      "Start the standby, provision again with nat_instance_standby: true (source/destination check "
                      "off, instance profile), then run playbooks/configure.yml (its watchdog).")
+        elif not probes:
+            # On AWS the watchdog's probe reaches the active NAT instance only by its subnet's route table.
+            walk.hop("standby NAT instance", PASS, f"the standby cannot probe the active NAT instance: {who}'s "
+                                                   f"subnet's route table {state.route_table_text(table, 'none')} "
+                                                   f"sends no /32 (the watchdog's probe address) to "
+                                                   f"{role_label('nat-instance', active)}, so its watchdog cannot "
+                                                   f"tell whether the active one forwards",
+                     "Provision again with nat_instance_standby: true: the standby's subnet gets its own route table "
+                     "with nat_instance_watchdog_probe_address/32 -> the NAT instance (docs/nat_failover.md).")
         else:
             walk.passed("standby NAT instance", f"{role_label('nat-instance', active)} is active; {who} is ready to "
                                                 f"take over: running, source/destination check off, public IP "
                                                 f"{standby['public_ip_address']}, instance profile "
-                                                f"{instance_profile_name(standby)}")
+                                                f"{instance_profile_name(standby)}, probing the active one through "
+                                                f"{state.route_table_text(table, 'none')}'s route "
+                                                f"{', '.join(probes)}")
 
 
 def _nat_gateway(walk: Walk, subnet: str, nat_id: str) -> tuple[str | None, object, tuple]:

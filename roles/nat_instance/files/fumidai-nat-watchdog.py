@@ -2,15 +2,17 @@
 
     fumidai-nat-watchdog [--config /etc/fumidai/nat-watchdog.json]  # the loop (fumidai-nat-watchdog.service)
     fumidai-nat-watchdog --check-peer        # check the peer's forwarding once: exit 0 it forwards,
-                                             # 1 it does not, 2 the target does not answer directly either
+                                             # 1 it does not, 2 the control does not answer directly either
     fumidai-nat-watchdog --check-config --config FILE   # validate a configuration file (exit 0, else 3)
 
-Every cycle it opens one TCP connection to the probe target *through the peer* (the active NAT instance): the socket
-carries a firewall mark that an ``ip rule fwmark`` sends to a routing table whose default route is the peer's private
-IP, so only the probe goes through the peer. After N consecutive failures it probes the same target directly; only
-when the target answers directly (so the peer, not the target, is at fault) and the route table still sends the
-destination to the peer does it call ReplaceRoute to point it at itself. Once the route targets this instance it
-only reports; failing back is a person's decision (playbooks/nat_failback.yml). Every decision goes to the journal.
+Every cycle it opens one TCP connection (connect only, nothing sent) to the probe address, which reaches the
+internet *through the peer* (the active NAT instance): not by a route of this host (on AWS the VPC router, not the
+peer, answers a next hop in another subnet), but by the route table of this instance's subnet, whose
+<probe address>/32 route targets the peer (provisioning adds it: roles/aws_routing). After N consecutive failures it
+connects to the control address (the same service, same port) by this instance's own way out; only when the
+control answers (so the peer, not the service, is at fault) and the route table still sends the destination to the
+peer does it call ReplaceRoute to point it at itself. Once the route targets this instance it only reports; failing
+back is a person's decision (playbooks/nat_failback.yml). Every decision goes to the journal.
 The decision logic (class FailoverPolicy) does no I/O, so it is unit-tested with fake probes and clients.
 """
 
@@ -20,13 +22,11 @@ import argparse
 import json
 import logging
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 CONFIG_FILE = "/etc/fumidai/nat-watchdog.json"
-SO_MARK = getattr(socket, "SO_MARK", 36)  # Linux; setting it needs CAP_NET_ADMIN (the unit runs as root)
 LOG = logging.getLogger("fumidai-nat-watchdog")
 
 
@@ -37,18 +37,15 @@ class Config:
     route_table_id: str
     self_instance_id: str
     peer_instance_id: str
-    peer_ip: str
-    probe_host: str
+    peer_ip: str  # reported only: the probe reaches the peer by the subnet's route table, not by this address
+    probe_address: str  # reached through the peer (the subnet's /32 route); dedicated to the probe
+    control_address: str  # the same service, reached directly (this instance's own way out)
     probe_port: int
     endpoint_url: str = ""  # empty: AWS's own endpoints
     destination: str = "0.0.0.0/0"
     interval: float = 2.0
     timeout: float = 2.0
     failures_before_failover: int = 3
-    fwmark: int = 0x4E41  # "NA"
-    routing_table: int = 4941
-    rule_priority: int = 4941
-    interface: str = ""  # empty: the main table's default route's interface
     route_check_every: int = 15  # cycles between route reads while nothing is wrong (reporting)
 
     @classmethod
@@ -64,15 +61,18 @@ class Config:
 
     def problems(self) -> list[str]:
         found = []
-        for name in ("region", "route_table_id", "self_instance_id", "peer_instance_id", "peer_ip", "probe_host"):
+        for name in ("region", "route_table_id", "self_instance_id", "peer_instance_id", "peer_ip", "probe_address",
+                     "control_address"):
             if not str(getattr(self, name) or "").strip():
                 found.append(f"{name} is empty")
         if self.self_instance_id and self.self_instance_id == self.peer_instance_id:
             found.append("self_instance_id and peer_instance_id are the same instance")
-        try:
-            socket.inet_aton(self.peer_ip)
-        except OSError:
-            found.append(f"peer_ip {self.peer_ip!r} is not an IPv4 address")
+        for name in ("peer_ip", "probe_address", "control_address"):
+            if not _is_ipv4(getattr(self, name)):
+                found.append(f"{name} {getattr(self, name)!r} is not an IPv4 address")
+        if self.probe_address and self.probe_address == self.control_address:
+            found.append("probe_address and control_address are the same address: the control must not go "
+                         "through the peer")
         if not 0 < int(self.probe_port) < 65536:
             found.append(f"probe_port {self.probe_port} is not a port")
         if int(self.failures_before_failover) < 1:
@@ -82,10 +82,18 @@ class Config:
         return found
 
 
+def _is_ipv4(text) -> bool:
+    """A dotted-quad IPv4 address, nothing else (no CIDR, no name, no inet_aton shorthand such as '1.1')."""
+    try:
+        return isinstance(text, str) and text.count(".") == 3 and socket.inet_ntoa(socket.inet_aton(text)) == text
+    except OSError:
+        return False
+
+
 # --------------------------------------------------------------------------- the decision (no I/O)
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "none" | "confirm" (probe directly and read the route) | "replace" | "report"
+    action: str  # "none" | "confirm" (probe the control and read the route) | "replace" | "report"
     reason: str
 
 
@@ -115,8 +123,8 @@ class FailoverPolicy:
                             if self.failures == 1 else "")
         if self.failures < self.threshold:
             return Decision("none", f"probe through the peer failed ({self.failures}/{self.threshold})")
-        return Decision("confirm", f"{self.failures} probes in a row through the peer failed: checking the target "
-                                   "directly and the route table")
+        return Decision("confirm", f"{self.failures} probes in a row through the peer failed: checking the control "
+                                   "address directly and the route table")
 
     def decide(self, direct_ok: bool, route_target: str | None) -> Decision:
         """After a 'confirm': the direct probe's result and the instance the route sends the destination to."""
@@ -124,13 +132,13 @@ class FailoverPolicy:
             self.route_on_self = True
             return Decision("report", "the route already targets this instance: reporting only")
         if not direct_ok:
-            return Decision("none", "the probe target does not answer directly either: the target (or this "
-                                    "instance's own way out) is slow or down, not the peer; no failover")
+            return Decision("none", "the control address does not answer directly either: the service (or "
+                                    "this instance's own way out) is slow or down, not the peer; no failover")
         if route_target != self.peer_id:
             return Decision("none", f"the route targets {route_target or 'nothing'}, neither the peer nor this "
                                     "instance: not this watchdog's to move")
-        return Decision("replace", "the peer does not forward while the target answers directly: pointing the "
-                                   "route at this instance")
+        return Decision("replace", "the peer does not forward while the control answers directly: pointing "
+                                   "the route at this instance")
 
     def replaced(self, ok: bool) -> None:
         """After ReplaceRoute: on success only report from now on; on failure keep the count (retry next cycle)."""
@@ -143,50 +151,16 @@ class FailoverPolicy:
         self.route_on_self = route_target == self.self_id
 
 
-# --------------------------------------------------------------------------- I/O: probes, routing, the EC2 API
-def tcp_probe(host: str, port: int, timeout: float, mark: int | None = None) -> bool:
-    """One TCP connection (connect only); with ``mark``, the socket carries that firewall mark."""
-    try:
-        address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
-    except OSError:
-        return False
+# --------------------------------------------------------------------------- I/O: probes, the EC2 API
+def tcp_probe(address: str, port: int, timeout: float) -> bool:
+    """One TCP connection (connect only, nothing sent), routed by the kernel's main table like any other."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
         try:
-            if mark is not None:
-                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
-            sock.settimeout(timeout)
-            sock.connect(address)
+            sock.connect((address, port))
             return True
         except OSError:
             return False
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-
-
-def ensure_probe_routing(config: Config) -> None:
-    """ip rule fwmark -> table, and that table's default route via the peer (idempotent). ``onlink``: the peer
-    may sit in another subnet of the VPC."""
-    interface = config.interface
-    if not interface:
-        routes = json.loads(_ip("-j", "-4", "route", "show", "default").stdout or "[]")
-        interface = next((r.get("dev") for r in routes if r.get("dev")), "")
-    if not interface:
-        raise RuntimeError("no default route: cannot tell which interface reaches the peer")
-    mark = f"{config.fwmark:#x}"
-    rules = json.loads(_ip("-j", "-4", "rule", "show").stdout or "[]")
-    wanted = [r for r in rules if str(r.get("fwmark", "")).lower() in (mark, str(config.fwmark))
-              and str(r.get("table")) == str(config.routing_table)]
-    if not wanted:
-        result = _ip("-4", "rule", "add", "fwmark", mark, "table", str(config.routing_table),
-                     "priority", str(config.rule_priority))
-        if result.returncode:
-            raise RuntimeError(f"ip rule add failed: {result.stderr.strip()}")
-    result = _ip("-4", "route", "replace", "default", "via", config.peer_ip, "dev", interface, "onlink",
-                 "table", str(config.routing_table))
-    if result.returncode:
-        raise RuntimeError(f"ip route replace (table {config.routing_table}) failed: {result.stderr.strip()}")
 
 
 def ec2_client(config: Config):
@@ -259,29 +233,33 @@ def cycle(policy: FailoverPolicy, probes: Probes, client, config: Config, number
 
 
 def real_probes(config: Config) -> Probes:
-    return Probes(lambda: tcp_probe(config.probe_host, config.probe_port, config.timeout, config.fwmark),
-                  lambda: tcp_probe(config.probe_host, config.probe_port, config.timeout))
+    port, timeout = int(config.probe_port), float(config.timeout)
+    return Probes(lambda: tcp_probe(config.probe_address, port, timeout),
+                  lambda: tcp_probe(config.control_address, port, timeout))
 
 
 def check_peer(config: Config, probes: Probes, attempts: int = 3) -> int:
-    """0: the peer forwards (a probe through it succeeded); 2: the target does not answer directly either
-    (nothing can be said of the peer); 1: the peer does not forward."""
+    """0: the peer forwards (a probe through it succeeded); 2: the control address does not answer directly
+    either (nothing can be said of the peer); 1: the peer does not forward."""
+    probe = f"{config.probe_address}:{config.probe_port}"
+    control = f"{config.control_address}:{config.probe_port}"
     if any(probes.through_peer() for _attempt in range(attempts)):  # stops at the first success
-        print(f"peer {config.peer_instance_id} ({config.peer_ip}) forwards: "
-              f"{config.probe_host}:{config.probe_port} answered through it")
+        print(f"peer {config.peer_instance_id} ({config.peer_ip}) forwards: {probe} answered through it")
         return 0
     if not probes.direct():
-        print(f"{config.probe_host}:{config.probe_port} does not answer directly either: cannot judge the peer")
+        print(f"{probe} does not answer through the peer, and the control {control} does not answer directly "
+              "either: cannot judge the peer")
         return 2
-    print(f"peer {config.peer_instance_id} ({config.peer_ip}) does not forward: "
-          f"{config.probe_host}:{config.probe_port} answers directly, not through it")
+    print(f"peer {config.peer_instance_id} ({config.peer_ip}) does not forward: {probe} does not answer through "
+          f"it while the control {control} answers directly")
     return 1
 
 
 def run(config: Config, probes: Probes, client, cycles: int | None = None, sleep=time.sleep) -> FailoverPolicy:
     policy = FailoverPolicy(config.self_instance_id, config.peer_instance_id, config.failures_before_failover)
-    LOG.info("watching %s (%s) through %s:%s every %ss; route table %s %s", config.peer_instance_id, config.peer_ip,
-             config.probe_host, config.probe_port, config.interval, config.route_table_id, config.destination)
+    LOG.info("watching %s (%s) through %s:%s (control %s) every %ss; route table %s %s", config.peer_instance_id,
+             config.peer_ip, config.probe_address, config.probe_port, config.control_address, config.interval,
+             config.route_table_id, config.destination)
     number = 0
     while cycles is None or number < cycles:
         started = time.monotonic()
@@ -302,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.load(args.config)
         if args.check_config:
             return 0
-        ensure_probe_routing(config)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         LOG.error("%s", exc)
         return 3
     if args.check_peer:

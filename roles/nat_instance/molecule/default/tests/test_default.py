@@ -25,7 +25,12 @@ SCENARIO = pathlib.Path(__file__).parents[1]
 TESTBED = yaml.safe_load((SCENARIO / "vars" / "testbed.yml").read_text())
 VPC_CIDR = "10.89.20.0/25"  # molecule.yml host_vars vpc_cidr
 SSH_SOURCE = f"{TESTBED['nat_instance_testbed_client_ip']}/32"  # molecule.yml nat_instance_ssh_sources
-EGRESS = "eth1"  # the outside network carries the default route
+# The outside network carries the default route. Its interface is the one holding the NAT instance's outside
+# address: podman does not always name a container's interfaces in the order its networks were given.
+EGRESS = subprocess.run(
+    ["podman", "exec", TESTBED["nat_instance_testbed_nat_name"], "ip", "-o", "-4", "addr", "show", "to",
+     f"{TESTBED['nat_instance_testbed_nat_outside_ip']}/32"],
+    capture_output=True, text=True, check=True).stdout.split()[1]
 IN_CHAIN = "FUMIDAI-NAT-IN"
 FWD_CHAIN = "FUMIDAI-NAT-FWD"
 POST_CHAIN = "FUMIDAI-NAT-POST"
