@@ -2,9 +2,10 @@
 
 The module runs last (conftest sorts it there): it turns the options on for the running lab in place, as an
 admin would on a stack already in use - provision with both options (bastion-2, the standby NAT instance and
-its instance profile), start their hosts, site.yml, `lab follow` (route changes in the local API reach the
-hosts' routes) - and then:
-  - with web01's zone's bastion stopped, an ad-hoc ping and site.yml reach every other host (0 unreachable);
+its instance profile), start their hosts, site.yml, the SSH config, `lab follow` (route changes in the local
+API reach the hosts' routes) - and then:
+  - with web01's zone's bastion stopped, an ad-hoc ping, a person's `ssh -F` and site.yml reach every other
+    host (0 unreachable);
   - a probe target that stops answering for a while never displaces the healthy NAT instance;
   - with the NAT instance's container stopped, web02's egress comes back through the standby (the route in
     the local API and web02's own route both name it);
@@ -63,6 +64,7 @@ def resilient(lab, tmp_path_factory) -> ResilientLab:
     lab_cli("step", "provision", "--bastion-per-az", "--nat-standby")
     lab_cli("step", "hosts")
     lab_cli("step", "configure")
+    lab_cli("step", "ssh-config")
     lab_cli("follow", "start")
     print(f"\nlab upgraded to a bastion per zone and a standby NAT instance in {time.monotonic() - started:.0f}s")
     current = lab_state.load_state()
@@ -109,6 +111,11 @@ def test_with_one_bastion_stopped_ping_and_site_reach_every_other_host(resilient
         answered = sorted(re.findall(r"^(\S+) \| SUCCESS", ping.stdout, re.MULTILINE))
         assert answered == others, ping.stdout
         assert "UNREACHABLE" not in ping.stdout
+        # A person's `ssh -F` with the config ssh_config.yml wrote: the same hop, the same fallback.
+        for name in ("web01", "web02"):
+            person = subprocess.run(["ssh", "-F", str(ROOT / ".cache" / "ssh_config"), name, "hostname"], cwd=ROOT,
+                                    capture_output=True, text=True, timeout=120)
+            assert (person.returncode, person.stdout.strip()) == (0, name), person.stderr
         # site.yml: provisioning on this machine, then every host but the stopped bastion configured.
         site = resilient.playbook("site.yml", *lab_steps.alb_ready_args(), "--limit", f"localhost,all,!{down['name']}")
         recap = site.stdout[site.stdout.rfind("PLAY RECAP"):]
