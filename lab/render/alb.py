@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,7 +19,7 @@ from ansible_collections.fumidai.vpc.plugins.module_utils import ssh_args
 from lab import config, podman, state
 from lab.moto_server import CERTIFICATE_ARN, LAB_CERTIFICATE_PATH
 from lab.podman import network_arg
-from lab.proc import LabError, write_file
+from lab.proc import LabError, log, write_file
 from lab.render import render
 from lab.render.instance import security_group_rules
 
@@ -273,9 +274,30 @@ def apply_listeners_in_place(plan: dict, node: dict) -> bool:
                        f"{check.stderr.decode(errors='replace')[-2000:]}")
     (node_dir / "haproxy.cfg.new").replace(node_dir / "haproxy.cfg")
     # HAProxy's master (PID 1, started with -W) reloads on SIGUSR2: new workers, open connections finish.
+    before = _workers(node)
     podman.exec_in(node["container"], "sh", "-c", "kill -USR2 1")
+    _wait_for_new_workers(node, before)
     _drop_stale_keys(node_dir, set(wanted))
     return True
+
+
+def _workers(node: dict) -> set[str]:
+    """The HAProxy master's worker processes (PIDs of PID 1's children)."""
+    proc = podman.exec_in(node["container"], "sh", "-c", "cat /proc/1/task/*/children", check=False)
+    return set(proc.stdout.decode().split())
+
+
+def _wait_for_new_workers(node: dict, before: set[str], timeout: float = 15.0) -> None:
+    """The reload is asynchronous: return once a new worker runs and the old ones left (they stop listening at
+    once but finish open connections), so the next request meets the new listeners; after ``timeout`` seconds
+    go on with a note (an old worker still serving a long connection)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = _workers(node)
+        if now - before and not now & before:
+            return
+        time.sleep(0.2)
+    log(f"  note: {node['name']}: HAProxy's old workers still run {timeout:g}s after the reload")
 
 
 def _drop_stale_keys(files_dir: Path, wanted: set[str]) -> None:

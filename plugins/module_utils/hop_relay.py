@@ -75,7 +75,7 @@ def start_forward(command: list[str], timeout: float) -> tuple[subprocess.Popen 
         selector.register(child.stderr, selectors.EVENT_READ)
         while (left := deadline - time.monotonic()) > 0:
             events = selector.select(left)
-            for key, _ in events:
+            for key, _mask in events:
                 data = os.read(key.fd, CHUNK)
                 if key.fileobj is child.stderr:
                     said += data

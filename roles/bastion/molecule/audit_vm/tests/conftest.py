@@ -137,10 +137,15 @@ def wait_for_events(host, word: str, timeout: float = 60) -> list[AuditEvent]:
 
 
 def wait_for_reboot(read_boot_id, old_boot_id: str, timeout: float = 600) -> None:
-    """Poll read_boot_id() (a login printing /proc/sys/kernel/random/boot_id) until a new boot answers."""
+    """Poll read_boot_id() (a login printing /proc/sys/kernel/random/boot_id) until a new boot answers. A login
+    that hangs (the guest went down mid-handshake, or an emulated guest under load is still booting) is a "not
+    yet", like one that fails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = read_boot_id()
+        try:
+            result = read_boot_id()
+        except subprocess.TimeoutExpired:
+            continue
         if result.returncode == 0 and result.stdout.strip() not in ("", old_boot_id):
             return
         time.sleep(3)
