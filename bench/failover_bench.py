@@ -60,7 +60,7 @@ def nat_failover_once(env: dict, nodes: dict, interval: float, timeout: float) -
     started = time.monotonic()
     proc = playbook(env, "playbooks/nat_failback.yml")
     result["failback"] = time.monotonic() - started
-    client = resilience.ec2_client(env)
+    client = lab_state.aws_client(env, "ec2")
     subnet_id = resilience.subnet_of(client, nodes["web02"]["resource_id"])
     if proc.returncode != 0 or resilience.route_target(client, subnet_id) != primary["resource_id"]:
         raise SystemExit(f"fail-back did not return the route to the NAT instance:\n{proc.stdout[-3000:]}")

@@ -8,18 +8,10 @@ from __future__ import annotations
 import threading
 import time
 
-from lab import podman, steps
+from lab import podman, state, steps
 from lab.proc import LabError
 
 DEFAULT_ROUTE = "0.0.0.0/0"
-
-
-def ec2_client(env: dict):
-    """A boto3 EC2 client for the lab's local API."""
-    import boto3
-
-    return boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
 
 
 def subnet_of(client, instance_id: str) -> str:
@@ -101,7 +93,7 @@ def nat_failover(env: dict, nodes: dict, url: str, interval: float = 1.0, timeou
     seconds; return when web02 has left through the standby three times in a row and the API's route names
     it, or after ``timeout``. Keys: stopped, route_moved, back, last_through_primary (monotonic times; None
     when it did not happen), outage and route (seconds from the stop; None likewise), samples."""
-    client = ec2_client(env)
+    client = state.aws_client(env, "ec2")
     primary, standby, web02 = nodes["nat-instance"], nodes["nat-instance-standby"], nodes["web02"]
     subnet_id = subnet_of(client, web02["resource_id"])
     if route_target(client, subnet_id) != primary["resource_id"]:

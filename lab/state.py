@@ -15,6 +15,15 @@ def aws_env() -> dict[str, str]:
     return moto_local.environment(state["endpoint"], state["region"])
 
 
+def aws_client(env: dict, service: str):
+    """A boto3 client for the lab's local API, from the variables moto_local.environment gives (``env``)."""
+    import boto3
+
+    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
 def describe(project_name: str = "fumidai", tag_key: str = "Project") -> dict:
     """Everything the lab needs from moto, read by the project's one reader (vpc_reader), in its snake_case
     shapes; the ALBs as the plan wants them (listeners and target groups with their targets)."""

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lab import resilience
+from lab import state as lab_state
 from lab import steps as lab_steps
 from tests.support.collection import galaxy
 
@@ -55,13 +57,8 @@ def tcp_open(address: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def moto_client(env: dict, service: str):
-    """A boto3 client for the lab's moto server (the endpoint the lab's own runs use)."""
-    import boto3
-
-    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+# A boto3 client for the lab's moto server (the endpoint the lab's own runs use): the lab's own helper.
+moto_client = lab_state.aws_client
 
 
 def login_user(node: dict) -> str:
@@ -92,15 +89,7 @@ def fresh_ssh(lab, node: dict, command: str = "hostname", timeout: int = 30):
 
 def wait_for(condition, timeout: float, interval: float = 2.0) -> bool:
     """Poll condition until it holds or timeout seconds pass (a bound on waiting, not a timing check)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
+    return resilience.wait_until(condition, timeout, interval)
 
 
 def lab_cli(*args: str, timeout: int = 1200) -> None:

@@ -27,7 +27,7 @@ from lab import config as lab_config
 from lab import podman, resilience
 from lab import state as lab_state
 from lab import steps as lab_steps
-from tests.lab.lab_helpers import lab_cli
+from tests.lab.lab_helpers import lab_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WATCHDOG_UNIT = "fumidai-nat-watchdog.service"
@@ -42,7 +42,7 @@ class ResilientLab:
 
     def default_target(self) -> str | None:
         """The instance private-subnet-2's default route names in the local API."""
-        client = resilience.ec2_client(self.env)
+        client = lab_state.aws_client(self.env, "ec2")
         return resilience.route_target(client, resilience.subnet_of(client, self.nodes["web02"]["resource_id"]))
 
     def run(self, *argv: str, timeout: int = 1200) -> subprocess.CompletedProcess:
@@ -149,7 +149,7 @@ def test_a_probe_target_that_stops_answering_never_displaces_a_healthy_nat_insta
     assert resilient.default_target() == nodes["nat-instance"]["resource_id"]
     assert resilience.lab_default_gateway(nodes["web02"]["container"]) == nodes["nat-instance"]["ip"]
     # And the NAT instance still forwards for web02.
-    assert resilience.wait_until(
+    assert wait_for(
         lambda: lab_steps.egress_source(nodes["web02"]["container"], resilient.internet_url) == nodes[
             "nat-instance"]["ip"], 30)
 
@@ -166,7 +166,7 @@ def test_the_standby_takes_over_when_the_nat_instance_stops(resilient):
     assert "FAILOVER" in journal, journal[-3000:]
     assert resilient.default_target() == nodes["nat-instance-standby"]["resource_id"]
     # `lab follow` applied the API's route to web02's own.
-    assert resilience.wait_until(
+    assert wait_for(
         lambda: resilience.lab_default_gateway(nodes["web02"]["container"]) == nodes["nat-instance-standby"]["ip"],
         30)
 
@@ -180,9 +180,9 @@ def test_fail_back_returns_the_route_and_a_second_run_changes_nothing(resilient)
     first = resilient.playbook("playbooks/nat_failback.yml")
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert resilient.default_target() == primary["resource_id"]
-    assert resilience.wait_until(
+    assert wait_for(
         lambda: resilience.lab_default_gateway(nodes["web02"]["container"]) == primary["ip"], 30)
-    assert resilience.wait_until(
+    assert wait_for(
         lambda: lab_steps.egress_source(nodes["web02"]["container"], resilient.internet_url) == primary["ip"], 30)
     second = resilient.playbook("playbooks/nat_failback.yml")
     assert second.returncode == 0, second.stdout[-4000:]
